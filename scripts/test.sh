@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make test`: install what the tests need, start the dev stack (a real
+# one-node Kafka broker and a ClickHouse server on loopback), then run every
+# test, the fuzz targets for a bounded time each, vet and staticcheck.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+mkdir -p var
+bash scripts/deps.sh
+bash deploy/dev/kafka.sh start
+bash deploy/dev/clickhouse.sh start
+
+export EXFILWATCH_REQUIRE_INTEGRATION=1
+export EXFILWATCH_TEST_KAFKA=${EXFILWATCH_TEST_KAFKA:-127.0.0.1:9092}
+export EXFILWATCH_TEST_CLICKHOUSE=${EXFILWATCH_TEST_CLICKHOUSE:-127.0.0.1:9000}
+
+echo "== gofmt / go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)
+if [ -n "$unformatted" ]; then echo "gofmt needed on: $unformatted"; exit 1; fi
+go vet ./...
+
+echo "== staticcheck"
+if ! command -v staticcheck >/dev/null 2>&1 && [ ! -x "$(go env GOPATH)/bin/staticcheck" ]; then
+  go install honnef.co/go/tools/cmd/staticcheck@latest
+fi
+PATH=$PATH:$(go env GOPATH)/bin staticcheck ./...
+
+echo "== go test"
+go test -count=1 -timeout 45m -p 2 ./... 2>&1 | tee "$ROOT/var/test.log"; test ${PIPESTATUS[0]} -eq 0
+
+echo "== fuzz (bounded)"
+FUZZTIME=${FUZZTIME:-10s}
+for pkg in $(go list ./...); do
+  dir=$(go list -f '{{.Dir}}' "$pkg")
+  for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+    echo "fuzz $pkg $f ($FUZZTIME)"
+    go test -run '^$' -fuzz "^${f}\$" -fuzztime "$FUZZTIME" "$pkg"
+  done
+done
+echo "== all tests passed"
