@@ -113,10 +113,12 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 
 // parse parses args; a bad flag is a usage error (exit 2), --help is not an error.
 func parse(fs *flag.FlagSet, args []string) error {
-	usage := fs.Usage
+	usage, out := fs.Usage, fs.Output()
 	fs.Usage = func() {} // a bad flag is reported in one line by run, not with the whole usage
+	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	fs.Usage = usage
+	fs.SetOutput(out)
 	if errors.Is(err, flag.ErrHelp) {
 		usage()
 		return flag.ErrHelp
