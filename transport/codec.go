@@ -1,0 +1,71 @@
+package transport
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/exfilwatch/exfilwatch/schema"
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+// AppendEncoded appends m encoded in format f to dst. Binary encoding into a
+// dst with enough capacity does not allocate.
+func AppendEncoded(dst []byte, m proto.Message, f Format) ([]byte, error) {
+	if f == FormatJSON {
+		return protojson.MarshalOptions{}.MarshalAppend(dst, m)
+	}
+	return proto.MarshalOptions{}.MarshalAppend(dst, m)
+}
+
+// Decode parses b (encoded in format f) into m, replacing its contents.
+func Decode(b []byte, f Format, m proto.Message) error {
+	if f == FormatJSON {
+		return protojson.Unmarshal(b, m)
+	}
+	return proto.Unmarshal(b, m)
+}
+
+// versionField returns the schema_version field of messages like m, or nil.
+func versionField(m proto.Message) protoreflect.FieldDescriptor {
+	fd := m.ProtoReflect().Descriptor().Fields().ByName("schema_version")
+	if fd == nil || fd.Kind() != protoreflect.Uint32Kind {
+		return nil
+	}
+	return fd
+}
+
+// decoder decodes input values and rejects those from a newer schema.
+type decoder struct {
+	version protoreflect.FieldDescriptor
+}
+
+// decode returns "" on success, or a reason class and a reason.
+func (d decoder) decode(msg *Message, into proto.Message) (class, reason string) {
+	if err := Decode(msg.Value, msg.Format, into); err != nil {
+		return "decode", fmt.Sprintf("cannot decode %s value: %v", msg.Format, err)
+	}
+	if d.version != nil {
+		if v := into.ProtoReflect().Get(d.version).Uint(); v > schema.Version {
+			return "schema_version", fmt.Sprintf("schema_version %d is newer than supported %d", v, schema.Version)
+		}
+	}
+	return "", ""
+}
+
+// DefaultKey is the Kafka key used when a stage gives none: a flow record's
+// device-side address (so one device's records stay in one partition, in
+// order), an alert's device id, a dead letter's original key.
+func DefaultKey(dst []byte, m proto.Message) []byte {
+	switch v := m.(type) {
+	case *flowpb.FlowRecord:
+		return append(dst, v.GetSrcAddr()...)
+	case *flowpb.Alert:
+		return append(dst, v.GetDeviceId()...)
+	case *flowpb.DeadLetter:
+		return append(dst, v.GetKey()...)
+	}
+	return dst
+}
