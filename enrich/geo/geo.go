@@ -1,0 +1,195 @@
+// Package geo attaches GeoIP attributes (country, city, coordinates, AS
+// number and organisation) and an address class to flow endpoints.
+//
+// MMDB readers walk a 32- to 128-level bit tree and decode a data record per
+// lookup (150-300 ns, see perf_anchors.md §1). The pipeline needs an answer
+// per flow endpoint at line rate, so Open walks every network of every
+// configured file once, merges them (a City or Country database plus an ASN
+// database or CSV) and flattens the result into sorted range tables: one for
+// IPv4 with a /16 bucket index, one for IPv6 with a 20-bit bucket index, and
+// an interned record per distinct answer. A lookup is then a bucket read and
+// a short binary search: a couple of cache misses, no allocation.
+//
+// Special-purpose addresses (RFC 1918, CGNAT, ULA, loopback, link-local,
+// multicast, documentation, ...) and configured lab subnets are classified
+// instead of looked up: databases have no meaningful location for them.
+package geo
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+// DB is an immutable, flattened view of the configured databases. It is safe
+// for concurrent use; reloading builds a new DB (see Reloader).
+type DB struct {
+	t4      table4
+	t6      table6
+	recs    []record
+	classes *classTable
+	nat64   []u128 // /96 prefixes; lo's low 32 bits are zero
+	files   []FileStats
+}
+
+// FileStats describes one loaded file, for logs and the geo subcommand.
+type FileStats struct {
+	Path    string
+	Format  string // "mmdb" or "csv"
+	Layout  string // "geoip2", "flat" or "csv"
+	Ranges4 int    // disjoint IPv4 ranges with data in this file
+	Ranges6 int
+}
+
+// Stats describes a loaded DB.
+type Stats struct {
+	Files   []FileStats
+	Ranges4 int // ranges of the merged IPv4 table (including gaps)
+	Ranges6 int
+	Records int // distinct answers
+}
+
+// Stats returns the sizes of db's tables.
+func (db *DB) Stats() Stats {
+	return Stats{Files: db.files, Ranges4: len(db.t4.starts), Ranges6: len(db.t6.starts), Records: len(db.recs)}
+}
+
+// Open loads and merges cfg.Databases. Errors are one line and name the file.
+func Open(cfg Config) (*DB, error) {
+	start := time.Now()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("geo: %w", err)
+	}
+	lab, _ := parsePrefixes(cfg.LabSubnets)
+	nat, _ := parsePrefixes(cfg.NAT64Prefixes)
+	db := &DB{classes: newClassTable(lab)}
+	for _, p := range nat {
+		db.nat64 = append(db.nat64, addrU128(p.Addr()))
+	}
+	in := newInterner()
+	var layers4, layers6 [][]span
+	var srcs []*source
+	for _, path := range cfg.Databases {
+		src, format, err := loadFile(path, cfg.mappingFor(path), cfg.Verify, in)
+		if err != nil {
+			return nil, fmt.Errorf("geo: %s: %s", path, oneLine(err))
+		}
+		srcs = append(srcs, src)
+		layers4 = append(layers4, src.v4)
+		layers6 = append(layers6, src.v6)
+		db.files = append(db.files, FileStats{Path: path, Format: format, Layout: src.layout, Ranges4: len(src.v4), Ranges6: len(src.v6)})
+	}
+	// Merge: for each elementary interval overlay the layers' records in
+	// configuration order, then intern the combined answer.
+	combine := func(ids []uint32) uint32 {
+		var r record
+		for i, id := range ids {
+			if id != 0 {
+				r = r.overlay(srcs[i].recs[id])
+			}
+		}
+		return in.rec(r)
+	}
+	st4, r4 := merge(layers4, max32, combine)
+	st6, r6 := merge(layers6, max128, combine)
+	db.t4 = newTable4(st4, r4)
+	db.t6 = newTable6(st6, r6)
+	db.recs = in.list
+	loadSeconds.Set(time.Since(start).Seconds())
+	entries.WithLabelValues("ipv4").Set(float64(len(st4)))
+	entries.WithLabelValues("ipv6").Set(float64(len(st6)))
+	entries.WithLabelValues("records").Set(float64(len(db.recs)))
+	return db, nil
+}
+
+// mmdbMarker starts the metadata section at the end of every MMDB file.
+var mmdbMarker = []byte("\xab\xcd\xefMaxMind.com")
+
+// loadFile reads one file fully into memory (never mmap: a file replaced or
+// truncated while mapped could fault the process) and parses it.
+func loadFile(path string, m Mapping, verify bool, in *interner) (*source, string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	isMMDB := strings.EqualFold(filepath.Ext(path), ".mmdb") ||
+		bytes.Contains(data[max(0, len(data)-128*1024):], mmdbMarker)
+	if isMMDB && len(m.CSVColumns) == 0 {
+		src, err := loadMMDB(data, m, verify, in)
+		return src, "mmdb", err
+	}
+	src, err := loadCSV(data, m, in)
+	return src, "csv", err
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// Lookup fills out with what the pipeline attaches to addr: the address
+// class, and for public addresses the merged database answer. Every field of
+// out is overwritten. IPv4-mapped IPv6 addresses are looked up as IPv4, and
+// addresses inside a configured NAT64 prefix as their embedded IPv4 address.
+// It does not allocate.
+func (db *DB) Lookup(addr netip.Addr, out *flowpb.Geo) {
+	rec := &db.recs[0]
+	cls := flowpb.AddrClass_ADDR_CLASS_UNSPECIFIED
+	if addr.Is4In6() {
+		addr = addr.Unmap()
+	}
+	switch {
+	case addr.Is4():
+		b := addr.As4()
+		ip := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		cls, rec = db.lookup4(ip)
+	case addr.Is6():
+		b := addr.As16()
+		hi, lo := be64(b[:8]), be64(b[8:])
+		for _, p := range db.nat64 {
+			if hi == p.hi && lo>>32 == p.lo>>32 {
+				cls, rec = db.lookup4(uint32(lo))
+				goto done
+			}
+		}
+		countLookup(uint32(lo))
+		cls = db.classes.class6(hi, lo)
+		if cls == flowpb.AddrClass_ADDR_CLASS_PUBLIC {
+			rec = &db.recs[db.t6.find(hi, lo)]
+		}
+	}
+done:
+	out.AddrClass = cls
+	out.Country = rec.country
+	out.City = rec.city
+	out.Latitude = rec.lat
+	out.Longitude = rec.lon
+	out.Asn = rec.asn
+	out.Org = rec.org
+}
+
+func (db *DB) lookup4(ip uint32) (flowpb.AddrClass, *record) {
+	countLookup(ip)
+	cls := db.classes.class4(ip)
+	if cls != flowpb.AddrClass_ADDR_CLASS_PUBLIC {
+		return cls, &db.recs[0]
+	}
+	return cls, &db.recs[db.t4.find(ip)]
+}
+
+// lookupRaw returns the merged database answer for addr regardless of its
+// class, without NAT64 handling (used by tests against other readers).
+func (db *DB) lookupRaw(addr netip.Addr) record {
+	addr = addr.Unmap()
+	if addr.Is4() {
+		b := addr.As4()
+		return db.recs[db.t4.find(uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]))]
+	}
+	b := addr.As16()
+	return db.recs[db.t6.find(be64(b[:8]), be64(b[8:]))]
+}
