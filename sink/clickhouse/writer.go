@@ -1,0 +1,286 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+// Connect opens a native-protocol connection pool to cfg.Addr. Tables are
+// always named with their database, so the session database is "default"
+// (which lets Migrate create cfg.Database).
+func Connect(ctx context.Context, cfg Config) (driver.Conn, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("clickhouse config: %w", err)
+	}
+	opts := &ch.Options{
+		Addr:            []string{cfg.Addr},
+		Auth:            ch.Auth{Database: "default", Username: cfg.Username, Password: cfg.Password},
+		DialTimeout:     cfg.DialTimeout,
+		ReadTimeout:     cfg.ReadTimeout,
+		MaxOpenConns:    4,
+		MaxIdleConns:    2,
+		ConnMaxLifetime: time.Hour,
+	}
+	switch cfg.Compression {
+	case "lz4":
+		opts.Compression = &ch.Compression{Method: ch.CompressionLZ4}
+	case "zstd":
+		opts.Compression = &ch.Compression{Method: ch.CompressionZSTD}
+	}
+	conn, err := ch.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open clickhouse %s: %w", cfg.Addr, err)
+	}
+	return conn, nil
+}
+
+// Writer inserts flows, their identifier matches and alerts. It is safe for
+// concurrent use; flows and alerts are written independently.
+type Writer struct {
+	cfg     Config
+	conn    driver.Conn
+	profile Profile
+	version ServerVersion
+	log     *slog.Logger
+
+	flowMu  sync.Mutex
+	flows   *flowColumns
+	matches *matchColumns
+
+	alertMu sync.Mutex
+	alerts  *alertColumns
+
+	flowInsert, matchInsert, alertInsert string
+}
+
+// Open connects, waits for the server (retrying with backoff while ctx
+// lives), detects its version and, if cfg.MigrateOnOpen, applies pending
+// migrations.
+func Open(ctx context.Context, cfg Config) (*Writer, error) {
+	conn, err := Connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{cfg: cfg, conn: conn, log: slog.Default().With("component", "sink.clickhouse")}
+	err = w.retry(ctx, "startup", func(ctx context.Context) error {
+		p, v, err := DetectProfile(ctx, conn, cfg.Profile)
+		if err != nil {
+			return err
+		}
+		w.profile, w.version = p, v
+		if cfg.MigrateOnOpen {
+			if _, err := Migrate(ctx, conn, cfg); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse %s: %w", cfg.Addr, err)
+	}
+	modern := w.profile == ProfileModern
+	w.flows, w.matches, w.alerts = newFlowColumns(modern), newMatchColumns(modern), newAlertColumns(modern)
+	w.flowInsert = insertSQL(cfg.Database, "flows", flowColumnNames)
+	w.matchInsert = insertSQL(cfg.Database, "matches", matchColumnNames)
+	w.alertInsert = insertSQL(cfg.Database, "alerts", alertColumnNames)
+	w.log.Info("clickhouse sink ready", "addr", cfg.Addr, "database", cfg.Database,
+		"server", w.version.String(), "profile", w.profile.String())
+	return w, nil
+}
+
+// insertSQL always names the columns: 18.16 answers an INSERT without a
+// column list with an empty block header, and the batch would have no
+// columns to append to.
+func insertSQL(db, table string, cols []string) string {
+	return "INSERT INTO " + db + "." + table + " (" + strings.Join(cols, ", ") + ")"
+}
+
+// Profile is the DDL profile chosen for the server.
+func (w *Writer) Profile() Profile { return w.profile }
+
+// ServerVersion is the version the server reported at Open.
+func (w *Writer) ServerVersion() ServerVersion { return w.version }
+
+// Conn exposes the connection pool (for queries and tests).
+func (w *Writer) Conn() driver.Conn { return w.conn }
+
+// Close closes the connection pool.
+func (w *Writer) Close() error { return w.conn.Close() }
+
+// WriteFlows stores recs in flows (and their identifier matches in
+// matches), in blocks of at most MaxBatchRows rows. It returns nil only
+// when every row has been acknowledged; while the server is unreachable it
+// retries with backoff until ctx ends. A permanent server error (bad
+// schema, type mismatch) is returned at once, with the rows not stored.
+func (w *Writer) WriteFlows(ctx context.Context, recs []*flowpb.FlowRecord) error {
+	w.flowMu.Lock()
+	defer w.flowMu.Unlock()
+	for len(recs) > 0 {
+		n := min(len(recs), w.cfg.MaxBatchRows)
+		chunk := recs[:n]
+		recs = recs[n:]
+		w.flows.reset()
+		w.matches.reset()
+		for _, r := range chunk {
+			w.flows.add(r)
+			w.matches.add(r)
+		}
+		if err := w.insert(ctx, "flows", w.flowInsert, w.flows.rows(), w.flows.columns()); err != nil {
+			return err
+		}
+		// Matches may exceed the block size (several per flow); that is
+		// bounded by the flows per block times matches per flow.
+		if w.matches.rows() > 0 {
+			if err := w.insert(ctx, "matches", w.matchInsert, w.matches.rows(), w.matches.columns()); err != nil {
+				return err
+			}
+		}
+	}
+	w.flows.reset()
+	w.matches.reset()
+	return nil
+}
+
+// WriteAlerts stores alerts with the same guarantees as WriteFlows. A
+// retried insert may store an alert twice; the table collapses copies
+// (ReplacingMergeTree on id, read with FINAL).
+func (w *Writer) WriteAlerts(ctx context.Context, alerts []*flowpb.Alert) error {
+	w.alertMu.Lock()
+	defer w.alertMu.Unlock()
+	for len(alerts) > 0 {
+		n := min(len(alerts), w.cfg.MaxBatchRows)
+		chunk := alerts[:n]
+		alerts = alerts[n:]
+		w.alerts.reset()
+		for _, a := range chunk {
+			w.alerts.add(a)
+		}
+		if err := w.insert(ctx, "alerts", w.alertInsert, w.alerts.rows(), w.alerts.columns()); err != nil {
+			return err
+		}
+	}
+	w.alerts.reset()
+	return nil
+}
+
+// insert sends one block, retrying transient failures.
+func (w *Writer) insert(ctx context.Context, table, query string, rows int, cols []any) error {
+	return w.retry(ctx, table, func(ctx context.Context) error {
+		start := time.Now()
+		if err := sendBlock(ctx, w.conn, query, cols); err != nil {
+			return err
+		}
+		insertSeconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
+		rowsInserted.WithLabelValues(table).Add(float64(rows))
+		batchesSent.WithLabelValues(table).Inc()
+		return nil
+	})
+}
+
+// sendBlock appends each column slice to a fresh batch and sends it.
+func sendBlock(ctx context.Context, conn driver.Conn, query string, cols []any) error {
+	batch, err := conn.PrepareBatch(ctx, query)
+	if err != nil {
+		return fmt.Errorf("prepare %q: %w", shortSQL(query), err)
+	}
+	defer batch.Abort() // no-op once sent
+	for i, c := range cols {
+		if err := batch.Column(i).Append(c); err != nil {
+			return fmt.Errorf("append column %d: %w", i, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("send block: %w", err)
+	}
+	return nil
+}
+
+func shortSQL(q string) string {
+	if i := strings.IndexByte(q, '('); i > 0 {
+		return strings.TrimSpace(q[:i])
+	}
+	return q
+}
+
+// retry runs op until it succeeds, fails permanently or ctx ends. Backoff
+// doubles from RetryInitial to RetryMax with ±20 % jitter.
+func (w *Writer) retry(ctx context.Context, what string, op func(context.Context) error) error {
+	backoff := w.cfg.RetryInitial
+	for attempt := 1; ; attempt++ {
+		err := op(ctx)
+		if err == nil {
+			if attempt > 1 {
+				w.log.Info("clickhouse insert recovered", "table", what, "attempts", attempt)
+			}
+			return nil
+		}
+		insertErrors.WithLabelValues(what).Inc()
+		if ctx.Err() != nil {
+			return fmt.Errorf("clickhouse %s: gave up after %d attempts: %w (last error: %v)", what, attempt, ctx.Err(), err)
+		}
+		if !Transient(err) {
+			return fmt.Errorf("clickhouse %s: permanent error: %w", what, err)
+		}
+		insertRetries.WithLabelValues(what).Inc()
+		sleep := time.Duration(float64(backoff) * (0.8 + 0.4*rand.Float64()))
+		w.log.Warn("clickhouse insert failed; retrying", "table", what, "attempt", attempt, "backoff", sleep, "err", err)
+		t := time.NewTimer(sleep)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("clickhouse %s: gave up after %d attempts: %w (last error: %v)", what, attempt, ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, w.cfg.RetryMax)
+	}
+}
+
+// transientCodes are server exceptions worth retrying: overload and
+// timeouts, not schema or data errors.
+var transientCodes = map[int32]bool{
+	159: true, // TIMEOUT_EXCEEDED
+	164: true, // READONLY (e.g. a replica catching up)
+	202: true, // TOO_MANY_SIMULTANEOUS_QUERIES
+	203: true, // NO_FREE_CONNECTION
+	209: true, // SOCKET_TIMEOUT
+	210: true, // NETWORK_ERROR
+	241: true, // MEMORY_LIMIT_EXCEEDED
+	242: true, // TABLE_IS_READ_ONLY
+	252: true, // TOO_MANY_PARTS
+	319: true, // UNKNOWN_STATUS_OF_INSERT
+	425: true, // SYSTEM_ERROR
+	999: true, // KEEPER_EXCEPTION
+}
+
+// Transient reports whether err is worth retrying: connection and network
+// failures, and the server exceptions in transientCodes. Conversion errors
+// and other server exceptions (unknown table, type mismatch) are permanent:
+// retrying would block the pipeline forever.
+func Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ex *ch.Exception
+	if errors.As(err, &ex) {
+		return transientCodes[ex.Code]
+	}
+	var conv *column.ColumnConverterError
+	if errors.As(err, &conv) {
+		return false
+	}
+	var unsupported *column.UnsupportedColumnTypeError
+	return !errors.As(err, &unsupported)
+}
