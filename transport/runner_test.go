@@ -1,0 +1,355 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+// memLog is an in-memory partitioned log with per-group committed offsets,
+// enough to exercise the runner's commit discipline without a broker.
+type memLog struct {
+	mu        sync.Mutex
+	msgs      []Message // one partition
+	committed int64     // next offset to deliver after a restart
+}
+
+func (l *memLog) append(key, value []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, Message{Topic: "in", Offset: int64(len(l.msgs)), Key: key, Value: value})
+}
+
+// reader starts from the committed offset, like a restarted group member.
+func (l *memLog) reader(batch int) *memReader {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return &memReader{log: l, next: l.committed, batch: batch}
+}
+
+type memReader struct {
+	log   *memLog
+	next  int64
+	batch int
+	buf   []Message
+}
+
+func (r *memReader) Fetch(ctx context.Context) ([]Message, error) {
+	for {
+		r.log.mu.Lock()
+		n := int64(len(r.log.msgs))
+		if r.next < n {
+			end := min(n, r.next+int64(r.batch))
+			r.buf = append(r.buf[:0], r.log.msgs[r.next:end]...)
+			r.next = end
+			r.log.mu.Unlock()
+			return r.buf, nil
+		}
+		r.log.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (r *memReader) Commit(_ context.Context, msgs []Message) error {
+	r.log.mu.Lock()
+	defer r.log.mu.Unlock()
+	for _, m := range msgs {
+		if m.Offset+1 > r.log.committed {
+			r.log.committed = m.Offset + 1
+		}
+	}
+	return nil
+}
+
+func (r *memReader) Close() error { return nil }
+
+// memWriter records written messages (copied) and can be told to fail.
+type memWriter struct {
+	mu     sync.Mutex
+	got    [][]byte
+	keys   [][]byte
+	fail   error
+	format Format
+	calls  int
+}
+
+func (w *memWriter) Write(_ context.Context, msgs []Message) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls++
+	if w.fail != nil {
+		return w.fail
+	}
+	for _, m := range msgs {
+		if m.Format != w.format {
+			return fmt.Errorf("got format %s", m.Format)
+		}
+		w.got = append(w.got, append([]byte(nil), m.Value...))
+		w.keys = append(w.keys, append([]byte(nil), m.Key...))
+	}
+	return nil
+}
+
+func (w *memWriter) Format() Format { return w.format }
+func (w *memWriter) Close() error   { return nil }
+
+func (w *memWriter) snapshot() (vals, keys [][]byte, calls int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([][]byte(nil), w.got...), append([][]byte(nil), w.keys...), w.calls
+}
+
+func testConfig() Config {
+	c := DefaultConfig()
+	c.RetryBackoffMin = time.Millisecond
+	c.RetryBackoffMax = 5 * time.Millisecond
+	c.DrainTimeout = 200 * time.Millisecond
+	return c
+}
+
+// passStage copies each flow and marks it, so outputs are distinguishable
+// from inputs.
+func passStage() Stage[*flowpb.FlowRecord, *flowpb.FlowRecord] {
+	return Stage[*flowpb.FlowRecord, *flowpb.FlowRecord]{
+		Name: "test-pass",
+		Process: func(_ context.Context, in *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
+			if strings.HasSuffix(in.Id, "/boom") {
+				return errors.New("boom")
+			}
+			in.Gateway = "processed"
+			emit(in)
+			return nil
+		},
+	}
+}
+
+func decodeFlows(t *testing.T, vals [][]byte, f Format) map[string]*flowpb.FlowRecord {
+	t.Helper()
+	out := map[string]*flowpb.FlowRecord{}
+	for _, v := range vals {
+		r := &flowpb.FlowRecord{}
+		if err := Decode(v, f, r); err != nil {
+			t.Fatalf("output not decodable: %v", err)
+		}
+		out[r.Id] = r
+	}
+	return out
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestRunProcessesAndDeadLetters(t *testing.T) {
+	log := &memLog{}
+	var want []*flowpb.FlowRecord
+	for i := 0; i < 50; i++ {
+		switch i {
+		case 10:
+			log.append(nil, []byte("\xff\xfenot protobuf"))
+		case 20:
+			r := sampleFlow(i)
+			r.SchemaVersion = 2
+			log.append(nil, mustMarshal(r))
+		case 30:
+			r := sampleFlow(i)
+			r.Id += "/boom"
+			log.append(nil, mustMarshal(r))
+		default:
+			r := sampleFlow(i)
+			log.append(r.SrcAddr, mustMarshal(r))
+			want = append(want, r)
+		}
+	}
+	dst, dlq := &memWriter{}, &memWriter{}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, testConfig(), log.reader(7), dst, dlq, passStage()) }()
+	waitFor(t, "all records committed", func() bool { log.mu.Lock(); defer log.mu.Unlock(); return log.committed == 50 })
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	vals, keys, _ := dst.snapshot()
+	got := decodeFlows(t, vals, FormatProto)
+	if len(got) != len(want) || len(vals) != len(want) {
+		t.Fatalf("got %d outputs (%d distinct), want %d", len(vals), len(got), len(want))
+	}
+	for i, w := range want {
+		w = proto.Clone(w).(*flowpb.FlowRecord)
+		w.Gateway = "processed"
+		if !proto.Equal(got[w.Id], w) {
+			t.Fatalf("output %d differs:\n%v\n%v", i, got[w.Id], w)
+		}
+		if string(keys[i]) != string(w.SrcAddr) {
+			t.Fatalf("output %d key %x, want src_addr", i, keys[i])
+		}
+	}
+	dls, _, _ := dlq.snapshot()
+	if len(dls) != 3 {
+		t.Fatalf("got %d dead letters, want 3", len(dls))
+	}
+	wantReason := map[int64]string{10: "cannot decode", 20: "schema_version 2 is newer", 30: "boom"}
+	for _, b := range dls {
+		dl := &flowpb.DeadLetter{}
+		if err := proto.Unmarshal(b, dl); err != nil {
+			t.Fatal(err)
+		}
+		if dl.Stage != "test-pass" || dl.SourceTopic != "in" || !strings.Contains(dl.Reason, wantReason[dl.Offset]) {
+			t.Fatalf("dead letter %+v, want reason containing %q", dl, wantReason[dl.Offset])
+		}
+		if string(dl.Payload) != string(log.msgs[dl.Offset].Value) {
+			t.Fatalf("dead letter payload differs from the input at offset %d", dl.Offset)
+		}
+	}
+}
+
+// TestRunCommitsOnlyAfterAck: while the output writer fails, nothing is
+// committed; after a "restart" with a working writer every record arrives.
+func TestRunCommitsOnlyAfterAck(t *testing.T) {
+	log := &memLog{}
+	for i := 0; i < 30; i++ {
+		log.append(nil, mustMarshal(sampleFlow(i)))
+	}
+	bad := &memWriter{fail: errors.New("broker on fire")}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, testConfig(), log.reader(10), bad, &memWriter{}, passStage()) }()
+	waitFor(t, "write retries", func() bool { _, _, calls := bad.snapshot(); return calls >= 3 })
+	cancel()
+	err := <-errc
+	if err == nil || !strings.Contains(err.Error(), "broker on fire") {
+		t.Fatalf("Run returned %v, want the write error after the drain timeout", err)
+	}
+	if log.committed != 0 {
+		t.Fatalf("committed offset %d although no write was acknowledged", log.committed)
+	}
+
+	good := &memWriter{}
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { errc <- Run(ctx, testConfig(), log.reader(10), good, &memWriter{}, passStage()) }()
+	waitFor(t, "re-delivery", func() bool { log.mu.Lock(); defer log.mu.Unlock(); return log.committed == 30 })
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	vals, _, _ := good.snapshot()
+	if got := decodeFlows(t, vals, FormatProto); len(got) != 30 {
+		t.Fatalf("after restart got %d distinct records, want 30", len(got))
+	}
+}
+
+// TestRunDrainsOnCancel: a batch being processed when ctx is cancelled is
+// still written and committed before Run returns.
+func TestRunDrainsOnCancel(t *testing.T) {
+	log := &memLog{}
+	for i := 0; i < 5; i++ {
+		log.append(nil, mustMarshal(sampleFlow(i)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	var once sync.Once
+	st := Stage[*flowpb.FlowRecord, *flowpb.FlowRecord]{
+		Name: "test-drain",
+		Process: func(pctx context.Context, in *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
+			once.Do(func() { close(started); cancel(); time.Sleep(20 * time.Millisecond) })
+			if pctx.Err() != nil {
+				return Fatal(pctx.Err())
+			}
+			emit(in)
+			return nil
+		},
+	}
+	dst := &memWriter{}
+	cfg := testConfig()
+	cfg.DrainTimeout = 5 * time.Second
+	if err := Run(ctx, cfg, log.reader(100), dst, nil, st); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	<-started
+	vals, _, _ := dst.snapshot()
+	if len(vals) != 5 || log.committed != 5 {
+		t.Fatalf("after cancel: %d written, committed %d; want 5 and 5", len(vals), log.committed)
+	}
+}
+
+func TestRunFatalStopsWithoutCommit(t *testing.T) {
+	log := &memLog{}
+	log.append(nil, mustMarshal(sampleFlow(1)))
+	st := Stage[*flowpb.FlowRecord, *flowpb.Alert]{
+		Name: "test-fatal",
+		Process: func(context.Context, *flowpb.FlowRecord, func(*flowpb.Alert)) error {
+			return Fatal(errors.New("geoip database vanished"))
+		},
+	}
+	err := Run(context.Background(), testConfig(), log.reader(10), &memWriter{}, &memWriter{}, st)
+	if err == nil || !strings.Contains(err.Error(), "geoip database vanished") || log.committed != 0 {
+		t.Fatalf("err %v committed %d", err, log.committed)
+	}
+}
+
+func TestRunSinkRetriesThenCommits(t *testing.T) {
+	log := &memLog{}
+	for i := 0; i < 25; i++ {
+		log.append(nil, mustMarshal(sampleFlow(i)))
+	}
+	log.append(nil, []byte("garbage\xff"))
+	var (
+		mu    sync.Mutex
+		fails = 3
+		seen  = map[string]bool{}
+	)
+	sk := Sink[*flowpb.FlowRecord]{
+		Name: "test-sink",
+		WriteBatch: func(_ context.Context, batch []*flowpb.FlowRecord) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if fails > 0 {
+				fails--
+				return errors.New("clickhouse down")
+			}
+			for _, r := range batch {
+				if want := sampleFlow(int(r.SrcMac[5]) | int(r.SrcMac[4])<<8); !proto.Equal(r, want) {
+					t.Errorf("sink got altered record %v", r)
+				}
+				seen[r.Id] = true
+			}
+			return nil
+		},
+	}
+	dlq := &memWriter{}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- RunSink(ctx, testConfig(), log.reader(8), dlq, sk) }()
+	waitFor(t, "sink commit", func() bool { log.mu.Lock(); defer log.mu.Unlock(); return log.committed == 26 })
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 25 {
+		t.Fatalf("sink saw %d records, want 25", len(seen))
+	}
+	if dls, _, _ := dlq.snapshot(); len(dls) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dls))
+	}
+}
