@@ -1,0 +1,248 @@
+package parse
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+const (
+	protoTCP = 6
+	protoUDP = 17
+)
+
+// parsed counts Fill's decode attempts by protocol and outcome, so a rise in
+// errors (new client behaviour, capture length too short) is visible.
+var parsed = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "exfilwatch_collector_parse_total",
+	Help: "Payload decode attempts by Fill, by protocol (dns, tls, http, quic) and result (ok, partial = input cut short, error).",
+}, []string{"protocol", "result"})
+
+// outcome counters resolved once: WithLabelValues on the hot path would
+// hash the labels for every record.
+type outcome struct{ ok, partial, failed prometheus.Counter }
+
+func newOutcome(proto string) outcome {
+	return outcome{parsed.WithLabelValues(proto, "ok"), parsed.WithLabelValues(proto, "partial"), parsed.WithLabelValues(proto, "error")}
+}
+
+var (
+	dnsOutcome  = newOutcome("dns")
+	tlsOutcome  = newOutcome("tls")
+	httpOutcome = newOutcome("http")
+	quicOutcome = newOutcome("quic")
+)
+
+func (o outcome) count(err error) {
+	switch {
+	case err == nil:
+		o.ok.Inc()
+	case errors.Is(err, ErrTruncated):
+		o.partial.Inc()
+	default:
+		o.failed.Inc()
+	}
+}
+
+// Fill decodes rec.Snippets into rec.Dns, rec.Tls and rec.Http. It is the
+// hook the collector calls before exporting a record.
+//
+// The client side is the OUTBOUND snippets (device to remote), or the
+// INBOUND ones when the remote opened the flow (rec.Direction INBOUND); the
+// server port is chosen the same way. DNS is recognised by port (53, 5353,
+// 5355); TLS, HTTP and QUIC by content, on any port, since exfiltration
+// likes odd ports. Consecutive TCP snippets are joined by stream offset.
+//
+// Fill owns the three fields: each ends up either describing this record or
+// nil. Sub-messages already present are reused (with their slices) rather
+// than reallocated, so a collector that recycles records allocates only for
+// new strings.
+func Fill(rec *flowpb.FlowRecord) {
+	client, server := flowpb.Direction_DIRECTION_OUTBOUND, flowpb.Direction_DIRECTION_INBOUND
+	serverPort := rec.DstPort
+	if rec.Direction == flowpb.Direction_DIRECTION_INBOUND {
+		client, server = server, client
+		serverPort = rec.SrcPort
+	}
+	snips := rec.Snippets
+	if len(snips) > maxSnippets {
+		snips = snips[:maxSnippets]
+	}
+	var dns, tls, http bool
+	switch rec.Protocol {
+	case protoUDP:
+		if isDNSPort(serverPort) {
+			dns = fillDNS(rec, snips, client, server, false)
+		} else if c := firstOf(snips, client); c != nil && looksLikeQUICInitial(c.Data) {
+			tls = fillQUIC(rec, snips, client)
+		}
+	case protoTCP:
+		s := getScratch()
+		stream := s.tcpStream(snips, client)
+		switch {
+		case len(stream) >= 3 && stream[0] == tlsContentHS && stream[1] == 3:
+			if rec.Tls == nil {
+				rec.Tls = &flowpb.TLSInfo{}
+			}
+			resetTLS(rec.Tls)
+			err := tlsRecords(stream, rec.Tls, s.stream[len(s.stream):])
+			tlsOutcome.count(err)
+			tls = rec.Tls.Version != 0
+		case len(stream) > 0 && looksLikeHTTPRequest(stream):
+			if rec.Http == nil {
+				rec.Http = &flowpb.HTTPInfo{}
+			}
+			err := HTTPRequest(stream, rec.Http)
+			httpOutcome.count(err)
+			http = rec.Http.Method != ""
+		case isDNSPort(serverPort):
+			dns = fillDNS(rec, snips, client, server, true)
+		}
+		putScratch(s)
+	}
+	if !dns {
+		rec.Dns = nil
+	}
+	if !tls {
+		rec.Tls = nil
+	}
+	if !http {
+		rec.Http = nil
+	}
+}
+
+func isDNSPort(p uint32) bool { return p == 53 || p == 5353 || p == 5355 }
+
+// firstOf returns the first snippet of direction d (snippets are in
+// packet_index order per direction).
+func firstOf(snips []*flowpb.Snippet, d flowpb.Direction) *flowpb.Snippet {
+	for _, s := range snips {
+		if s != nil && s.Direction == d {
+			return s
+		}
+	}
+	return nil
+}
+
+// fillDNS decodes the first client message as the query and the first
+// server message as the response. It reports whether anything was found.
+func fillDNS(rec *flowpb.FlowRecord, snips []*flowpb.Snippet, client, server flowpb.Direction, tcp bool) bool {
+	if rec.Dns == nil {
+		rec.Dns = &flowpb.DNSInfo{}
+	}
+	d := rec.Dns
+	d.QueryName, d.QueryType, d.Rcode, d.IsResponseSeen = "", 0, 0, false
+	d.Answers = d.Answers[:0]
+	decode := DNS
+	if tcp {
+		decode = DNSTCP
+	}
+	found := false
+	for _, dir := range [2]flowpb.Direction{client, server} {
+		if s := firstOf(snips, dir); s != nil {
+			err := decode(s.Data, d)
+			dnsOutcome.count(err)
+			found = found || err == nil || errors.Is(err, ErrTruncated)
+		}
+	}
+	return found && (d.QueryName != "" || d.IsResponseSeen)
+}
+
+// fillQUIC decrypts the client Initials of the first client datagrams and
+// parses the ClientHello reassembled from their CRYPTO frames.
+func fillQUIC(rec *flowpb.FlowRecord, snips []*flowpb.Snippet, client flowpb.Direction) bool {
+	s := getScratch()
+	defer putScratch(s)
+	first := true
+	var err error
+	for _, sn := range snips {
+		if sn == nil || sn.Direction != client {
+			continue
+		}
+		if !looksLikeQUICInitial(sn.Data) {
+			break // client Initials come first; a short header ends them
+		}
+		if e := s.quicDatagram(sn.Data, first); e != nil && first {
+			err = e
+			break
+		}
+		first = false
+		if done, _ := s.clientHelloComplete(); done {
+			break
+		}
+	}
+	if rec.Tls == nil {
+		rec.Tls = &flowpb.TLSInfo{}
+	}
+	resetTLS(rec.Tls)
+	if err == nil {
+		err = s.quicFinish(rec.Tls)
+	}
+	quicOutcome.count(err)
+	return rec.Tls.Quic
+}
+
+// clientHelloComplete reports whether the CRYPTO data holds a whole
+// handshake message from offset 0.
+func (s *scratch) clientHelloComplete() (bool, int) {
+	n := s.prefix()
+	if n < tlsHSHeader {
+		return false, n
+	}
+	return n >= tlsHSHeader+be24(s.asm[1:]), n
+}
+
+func resetTLS(t *flowpb.TLSInfo) {
+	t.Sni, t.Version, t.Quic = "", 0, false
+	t.Alpn = t.Alpn[:0]
+}
+
+// tcpStream returns the client's bytes from the start of the stream, joining
+// snippets whose stream offsets are contiguous (overlaps from
+// retransmissions are trimmed) and stopping at a gap or a truncated snippet.
+// A single snippet is returned in place; joins are copied into s.stream.
+func (s *scratch) tcpStream(snips []*flowpb.Snippet, dir flowpb.Direction) []byte {
+	base := firstOf(snips, dir)
+	if base == nil {
+		return nil
+	}
+	out := base.Data
+	if len(out) > maxStream {
+		out = out[:maxStream]
+	}
+	next := uint64(base.StreamOffset) + uint64(len(out))
+	truncated := base.Truncated
+	copied := false
+	for i := 0; i < len(snips) && !truncated && len(out) < maxStream; i++ {
+		var found *flowpb.Snippet
+		for _, c := range snips {
+			if c == nil || c.Direction != dir || len(c.Data) == 0 {
+				continue
+			}
+			lo, hi := uint64(c.StreamOffset), uint64(c.StreamOffset)+uint64(len(c.Data))
+			if lo <= next && hi > next {
+				found = c
+				break
+			}
+		}
+		if found == nil {
+			break
+		}
+		if !copied {
+			s.stream = append(s.stream[:0], out...)
+			copied = true
+		}
+		piece := found.Data[next-uint64(found.StreamOffset):]
+		if room := maxStream - len(s.stream); len(piece) > room {
+			piece = piece[:room]
+		}
+		s.stream = append(s.stream, piece...)
+		out = s.stream
+		next += uint64(len(piece))
+		truncated = found.Truncated
+	}
+	return out
+}
