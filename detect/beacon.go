@@ -1,0 +1,324 @@
+package detect
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/exfilwatch/exfilwatch/detect/rita"
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+// pairKey is a beacon destination of one device: either the remote address
+// (host empty) or the name used (TLS SNI or HTTP Host, addr zero), the two
+// RITA v5 scoops.
+type pairKey struct {
+	addr [16]byte
+	host string
+}
+
+// pair is the sliding-window state of one device→destination pair.
+//
+// Memory is bounded: the timestamp and size rings keep at most
+// beaconing.max_timestamps recent connections (8 bytes each), and the 24
+// window bins (connections and seconds of connection time) cover the whole
+// window regardless of the cap, so histogram, duration, long-connection and
+// strobe figures are exact while the timestamp and size scores use the most
+// recent connections.
+type pair struct {
+	ts    []uint32 // connection start, unix seconds (ring)
+	sizes []uint32 // bytes_out per connection, saturated (ring)
+	head  int      // next write position once the rings are full
+
+	bins      [24]uint32 // connections per bin
+	binDur    [24]uint32 // seconds of connection time per bin
+	binIdx    [24]int64  // absolute bin number held by each slot
+	lastTs    uint32     // last connection start added
+	lastSeen  int64
+	nextScore int64 // record time of the next allowed rescore
+	dirty     bool  // connections added since the last score
+
+	flowFirst int64 // first_seen of the last flow, to spot partial exports
+	flowEnd   int64 // connection time already counted for that flow
+
+	// Last destination details, for alerts raised on Flush.
+	addr    [16]byte
+	port    uint32
+	host    string
+	country string
+	org     string
+	asn     uint32
+}
+
+func (e *Engine) binLen() int64 { return int64(e.cfg.Beacon.Window) / 24 }
+
+// slot returns the slot of absolute bin b, clearing it if it held an older bin.
+func (p *pair) slot(b int64) int {
+	i := int(b % 24)
+	if p.binIdx[i] != b {
+		p.binIdx[i], p.bins[i], p.binDur[i] = b, 0, 0
+	}
+	return i
+}
+
+// window copies the bins that are inside the window ending at bin cur into
+// out (others as zero) and returns total connections and seconds.
+func (p *pair) window(cur int64, out *[24]uint32) (conns, secs uint64) {
+	for i := range p.bins {
+		if b := p.binIdx[i]; b > cur-24 && b <= cur {
+			out[i] = p.bins[i]
+			conns += uint64(p.bins[i])
+			secs += uint64(p.binDur[i])
+		} else {
+			out[i] = 0
+		}
+	}
+	return conns, secs
+}
+
+// beacon updates the pairs of the record (by address, and by name when
+// known) and checks strobes, long connections and, at most every
+// score_interval, the beacon score.
+func (e *Engine) beacon(d *device, rec *flowpb.FlowRecord, ts int64, emit func(*flowpb.Alert)) {
+	if d.pairs == nil {
+		d.pairs = map[pairKey]*pair{}
+	}
+	var k pairKey
+	copy(k.addr[:], rec.DstAddr)
+	e.beaconPair(d, k, rec, ts, emit)
+	if h := rec.GetTls().GetSni(); h != "" {
+		e.beaconPair(d, pairKey{host: h}, rec, ts, emit)
+	} else if h := rec.GetHttp().GetHost(); h != "" {
+		e.beaconPair(d, pairKey{host: h}, rec, ts, emit)
+	}
+}
+
+func (e *Engine) beaconPair(d *device, k pairKey, rec *flowpb.FlowRecord, ts int64, emit func(*flowpb.Alert)) {
+	c := e.cfg.Beacon
+	p := d.pairs[k]
+	if p == nil {
+		if len(d.pairs) >= c.MaxPairs {
+			evictOldest(d.pairs, func(p *pair) int64 { return p.lastSeen })
+		}
+		p = &pair{}
+		d.pairs[k] = p
+	}
+	if ts > p.lastSeen {
+		p.lastSeen = ts
+	}
+	g := rec.GetEnrichment().GetDstGeo()
+	copy(p.addr[:], rec.DstAddr)
+	p.port, p.host = rec.DstPort, k.host
+	p.country, p.org, p.asn = g.GetCountry(), g.GetOrg(), g.GetAsn()
+
+	first := rec.FirstSeenNs
+	if first == 0 {
+		first = ts
+	}
+	bl := e.binLen()
+	cur := ts / bl
+	// A record continuing the previous flow (same first_seen: an active
+	// timeout export) adds connection time but is not a new connection.
+	newConn := first != p.flowFirst
+	from := first
+	if !newConn && p.flowEnd > from {
+		from = p.flowEnd
+	}
+	if ts > from {
+		i := p.slot(cur)
+		p.binDur[i] = satAdd32(p.binDur[i], uint64((ts-from)/int64(time.Second)))
+	}
+	if ts > p.flowEnd || newConn {
+		p.flowEnd = ts
+	}
+	if newConn {
+		p.flowFirst = first
+		if b := first / bl; b > cur-24 {
+			i := p.slot(b)
+			p.bins[i]++
+		}
+		sec := uint32(first / int64(time.Second))
+		if sec != p.lastTs {
+			p.lastTs = sec
+			size := uint32(min(rec.BytesOut, 1<<32-1))
+			if len(p.ts) < c.MaxTimestamps {
+				p.ts = append(p.ts, sec)
+				p.sizes = append(p.sizes, size)
+			} else {
+				p.ts[p.head], p.sizes[p.head] = sec, size
+				p.head = (p.head + 1) % len(p.ts)
+			}
+			p.dirty = true
+		}
+	}
+
+	var bins [24]uint32
+	conns, secs := p.window(cur, &bins)
+	if c.StrobeEnabled && conns >= uint64(c.StrobeConnections) {
+		e.raiseStrobe(d, k, p, rec, ts, conns, emit)
+		return // RITA drops strobes from the other analyses
+	}
+	if c.LongConnEnabled && secs >= uint64(c.LongConnThresholds[0]/time.Second) {
+		e.raiseLongConn(d, k, p, rec, ts, secs, emit)
+	}
+	if c.Enabled && p.dirty && ts >= p.nextScore {
+		e.scorePair(d, k, p, rec, ts, emit)
+	}
+}
+
+func satAdd32(a uint32, b uint64) uint32 { return uint32(min(uint64(a)+b, 1<<32-1)) }
+
+// rescoreDevice scores every pair with unscored connections (on Flush).
+func (e *Engine) rescoreDevice(d *device, emit func(*flowpb.Alert)) {
+	for k, p := range d.pairs {
+		if p.dirty {
+			e.scorePair(d, k, p, nil, e.watermark, emit)
+		}
+	}
+}
+
+// BeaconScore holds a pair's RITA v5 sub-scores and total.
+type BeaconScore struct {
+	Timestamp, DataSize, Histogram, Duration, Total float64
+	Connections                                     int // unique timestamps scored
+}
+
+// scoreBeacon computes the RITA v5 score of p for the window ending at now.
+func (e *Engine) scoreBeacon(p *pair, now int64) (BeaconScore, bool) {
+	c := e.cfg.Beacon
+	win := int64(c.Window)
+	lo := uint32(max(now-win, 0) / int64(time.Second))
+	ts := e.scratch[:0]
+	sizes := e.sizeBuf[:0]
+	firstSec := uint32(1<<32 - 1)
+	for i, t := range p.ts {
+		if t >= lo {
+			ts = append(ts, float64(t))
+			sizes = append(sizes, float64(p.sizes[i]))
+			firstSec = min(firstSec, t)
+		}
+	}
+	if len(ts) < c.UniqueConnections {
+		return BeaconScore{}, false
+	}
+	var bins [24]uint32
+	bl := e.binLen()
+	cur := now / bl
+	conns, _ := p.window(cur, &bins)
+	if conns >= 86_400 {
+		return BeaconScore{}, false // RITA gate: at 1/s the pair is a strobe
+	}
+	// With a full ring the earliest connection in the window may have been
+	// overwritten: use the start of the oldest non-empty bin instead.
+	first := float64(firstSec)
+	if len(p.ts) == c.MaxTimestamps {
+		for i := range bins {
+			if bins[i] > 0 {
+				first = min(first, float64(p.binIdx[i]*bl/int64(time.Second)))
+			}
+		}
+	}
+	last := float64(p.lastTs)
+	dataMax := float64(now / int64(time.Second))
+	dataMin := float64(max(e.dataMin, now-win) / int64(time.Second))
+	var s BeaconScore
+	s.Connections = len(ts)
+	scratch := e.scratch[len(ts):cap(e.scratch)]
+	s.Timestamp = rita.TimestampScore(ts, scratch)
+	s.DataSize = rita.DataSizeScore(sizes, scratch)
+	s.Histogram = rita.HistogramScore(&bins, rita.DefaultHistogramParams)
+	s.Duration = rita.DurationScore(&bins, first, last, dataMin, dataMax, rita.DefaultDurationParams)
+	s.Total = rita.Round3(0.25*s.Timestamp + 0.25*s.DataSize + 0.25*s.Histogram + 0.25*s.Duration)
+	return s, true
+}
+
+func (e *Engine) scorePair(d *device, k pairKey, p *pair, rec *flowpb.FlowRecord, now int64, emit func(*flowpb.Alert)) {
+	p.dirty = false
+	p.nextScore = now + int64(e.cfg.Beacon.ScoreInterval)
+	s, ok := e.scoreBeacon(p, now)
+	if !ok || s.Total < e.cfg.Beacon.Threshold {
+		return
+	}
+	sev := flowpb.Severity_SEVERITY_LOW
+	switch {
+	case s.Total >= 1:
+		sev = flowpb.Severity_SEVERITY_HIGH
+	case s.Total >= 0.9:
+		sev = flowpb.Severity_SEVERITY_MEDIUM
+	}
+	e.pairKey(detBeacon, d, k)
+	if e.bump(detBeacon, now, rec, 0, sev, s.Total, emit) {
+		return
+	}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+	evidence := []*flowpb.Evidence{
+		ev("score", f(s.Total)),
+		ev("timestamp_score", f(s.Timestamp)),
+		ev("data_size_score", f(s.DataSize)),
+		ev("histogram_score", f(s.Histogram)),
+		ev("duration_score", f(s.Duration)),
+		ev("connections", strconv.Itoa(s.Connections)),
+		ev("window", e.cfg.Beacon.Window.String()),
+	}
+	dst := pairDest(k, p)
+	summary := fmt.Sprintf("beacon to %s: score %.3f over %d connections", destLabel(dst), s.Total, s.Connections)
+	e.raise(detBeacon, d, now, now, now+int64(e.cfg.Suppression), dst, rec, 0, sev, s.Total, summary, evidence, emit)
+}
+
+func (e *Engine) pairKey(det detector, d *device, k pairKey) {
+	e.key(det, d)
+	if k.host != "" {
+		e.keyPart(k.host)
+	} else {
+		e.keyBuf = append(e.keyBuf, '|')
+		e.keyBuf = schemaAddr(k.addr[:]).AppendTo(e.keyBuf)
+	}
+}
+
+func pairDest(k pairKey, p *pair) *flowpb.Destination {
+	return &flowpb.Destination{
+		Addr: append([]byte(nil), p.addr[:]...), Port: p.port, Host: k.host,
+		Country: p.country, Asn: p.asn, Org: p.org,
+	}
+}
+
+func (e *Engine) raiseStrobe(d *device, k pairKey, p *pair, rec *flowpb.FlowRecord, ts int64, conns uint64, emit func(*flowpb.Alert)) {
+	e.pairKey(detStrobe, d, k)
+	if e.bump(detStrobe, ts, rec, rec.BytesOut, flowpb.Severity_SEVERITY_HIGH, 0.8, emit) {
+		return
+	}
+	dst := pairDest(k, p)
+	evidence := []*flowpb.Evidence{
+		ev("connections", strconv.FormatUint(conns, 10)),
+		ev("threshold", strconv.Itoa(e.cfg.Beacon.StrobeConnections)),
+		ev("window", e.cfg.Beacon.Window.String()),
+	}
+	summary := fmt.Sprintf("strobe: %d connections to %s within %s", conns, destLabel(dst), e.cfg.Beacon.Window)
+	e.raise(detStrobe, d, ts, ts, ts+int64(e.cfg.Suppression), dst, rec, rec.BytesOut, flowpb.Severity_SEVERITY_HIGH, 0.8, summary, evidence, emit)
+}
+
+func (e *Engine) raiseLongConn(d *device, k pairKey, p *pair, rec *flowpb.FlowRecord, ts int64, secs uint64, emit func(*flowpb.Alert)) {
+	t := e.cfg.Beacon.LongConnThresholds
+	score := rita.BucketedScore(float64(secs), t[0].Seconds(), t[1].Seconds(), t[2].Seconds(), t[3].Seconds())
+	sev := flowpb.Severity_SEVERITY_INFO
+	switch {
+	case score >= 0.8:
+		sev = flowpb.Severity_SEVERITY_HIGH
+	case score >= 0.6:
+		sev = flowpb.Severity_SEVERITY_MEDIUM
+	case score >= 0.4:
+		sev = flowpb.Severity_SEVERITY_LOW
+	}
+	e.pairKey(detLongConn, d, k)
+	if e.bump(detLongConn, ts, rec, 0, sev, score, emit) {
+		return
+	}
+	dst := pairDest(k, p)
+	evidence := []*flowpb.Evidence{
+		ev("connection_seconds", strconv.FormatUint(secs, 10)),
+		ev("window", e.cfg.Beacon.Window.String()),
+		ev("score", strconv.FormatFloat(score, 'f', 3, 64)),
+	}
+	summary := fmt.Sprintf("long connection: %s to %s within %s", time.Duration(secs)*time.Second, destLabel(dst), e.cfg.Beacon.Window)
+	e.raise(detLongConn, d, ts, ts, ts+int64(e.cfg.Suppression), dst, rec, 0, sev, score, summary, evidence, emit)
+}

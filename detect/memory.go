@@ -1,0 +1,49 @@
+package detect
+
+import "unsafe"
+
+// Approximate per-entry overheads of Go maps (bucket slot, tophash, growth
+// slack) used by StateBytes; exactness is not the point, trends are.
+const (
+	mapEntryOverhead = 16
+	ptrSize          = int(unsafe.Sizeof(uintptr(0)))
+)
+
+// StateBytes returns an approximate count of bytes held by detector state:
+// devices, their baselines, beacon pairs and DNS sets, model sets and open
+// alerts. It walks the state (O(state)), so the stage calls it on Flush.
+func (e *Engine) StateBytes() int64 {
+	var n int
+	for id, d := range e.devices {
+		n += len(id) + mapEntryOverhead + ptrSize + deviceBytes(d)
+	}
+	for _, d := range e.anon {
+		n += 16 + mapEntryOverhead + ptrSize + deviceBytes(d)
+	}
+	for m, s := range e.models {
+		n += len(m) + mapEntryOverhead + int(unsafe.Sizeof(*s)) +
+			len(s.countries)*(2+mapEntryOverhead) + len(s.asns)*(4+mapEntryOverhead)
+	}
+	for k, oa := range e.open {
+		n += len(k) + mapEntryOverhead + int(unsafe.Sizeof(*oa)) + 512 // alert message, roughly
+	}
+	return int64(n)
+}
+
+func deviceBytes(d *device) int {
+	n := int(unsafe.Sizeof(*d))
+	for k, v := range d.volume {
+		n += len(k.country) + len(k.org) + int(unsafe.Sizeof(k)) + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*v))
+	}
+	for k, p := range d.pairs {
+		n += len(k.host) + int(unsafe.Sizeof(k)) + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*p)) +
+			4*cap(p.ts) + 4*cap(p.sizes)
+	}
+	for k, s := range d.dns {
+		n += len(k) + 16 + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*s)) + 4*cap(s.set)
+	}
+	return n
+}
+
+// DeviceCount returns the number of devices with state.
+func (e *Engine) DeviceCount() int { return len(e.devices) + len(e.anon) }
