@@ -1,0 +1,12 @@
+package collector_test
+
+import (
+	"google.golang.org/protobuf/proto"
+
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+// cloneRec deep-copies a record: emitted records are reused by the table.
+func cloneRec(r *flowpb.FlowRecord) *flowpb.FlowRecord {
+	return proto.Clone(r).(*flowpb.FlowRecord)
+}
