@@ -97,6 +97,9 @@ func HTTPRequest(b []byte, out *flowpb.HTTPInfo) error {
 // requestLine decodes "METHOD SP target SP HTTP/1.x". With cut set the line
 // was not terminated: the version may be missing and the target incomplete.
 func requestLine(line []byte, out *flowpb.HTTPInfo, cut bool) error {
+	if cut && len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
 	sp := bytes.IndexByte(line, ' ')
 	if sp < 0 {
 		if cut && len(line) <= maxMethod && isToken(line) {
@@ -109,19 +112,22 @@ func requestLine(line []byte, out *flowpb.HTTPInfo, cut bool) error {
 	}
 	method := line[:sp]
 	target := line[sp+1:]
-	if sp2 := bytes.LastIndexByte(target, ' '); sp2 >= 0 {
+	if sp2 := bytes.IndexByte(target, ' '); sp2 >= 0 {
 		version := target[sp2+1:]
-		if !bytes.Equal(version, []byte("HTTP/1.1")) && !bytes.Equal(version, []byte("HTTP/1.0")) {
-			if !cut {
-				return errHTTPVersion
-			}
-		} else {
-			target = target[:sp2]
+		target = target[:sp2]
+		// A cut line may end inside the version; a complete one must
+		// name HTTP/1.0 or HTTP/1.1 exactly.
+		if !bytes.Equal(version, []byte("HTTP/1.1")) && !bytes.Equal(version, []byte("HTTP/1.0")) &&
+			!(cut && len(version) < 8 && bytes.HasPrefix([]byte("HTTP/1.1"), version)) {
+			return errHTTPVersion
 		}
 	} else if !cut {
 		return errHTTPVersion // HTTP/0.9 simple requests are not supported
 	}
-	if len(target) == 0 || bytes.IndexByte(target, ' ') >= 0 && !cut {
+	if len(target) == 0 {
+		if cut && len(line) == sp+1 {
+			return errHTTPLine
+		}
 		return errHTTPTarget
 	}
 	if len(target) > MaxHTTPPath {
