@@ -1,0 +1,311 @@
+package ident
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/zeebo/xxh3"
+)
+
+// Index holds the keyed xxh3 hashes of every form of every inventory
+// identifier, each pointing to its owners (device, type, form). It keeps no
+// plaintext identifier: only 64-bit hashes, device ids and small integers.
+// An Index is immutable once built and safe for concurrent use; scanning
+// state lives in Scanners (one per worker goroutine).
+type Index struct {
+	seed uint64
+	cfg  Config
+
+	// Open-addressing multi-map with linear probing: keys[i] == 0 is an
+	// empty slot; entries with equal keys sit in the same probe run, so a
+	// lookup collects every owner of a hash (identifiers shared between
+	// devices, or the rare 64-bit collision).
+	keys  []uint64
+	vals  []uint32
+	mask  uint64
+	count int
+
+	// filter is a one-bit-per-hash set of the forms eligible for sliding
+	// windows; it is ~1/20 the size of the table so most window probes are
+	// answered from cache.
+	filter []uint64
+	fmask  uint64
+
+	devices []string
+
+	lens  [numClasses]lenSet
+	wins  [numClasses][]int // window lengths per class, ascending
+	winOK [numClasses]bool
+
+	pool sync.Pool
+}
+
+// Owner packing: device 17 bits | type 4 bits | form 11 bits.
+const (
+	maxDevices = 1 << 17
+	ownerForm  = 1<<11 - 1
+)
+
+func packOwner(dev int, t Type, f form) uint32 {
+	return uint32(dev)<<15 | uint32(t)<<11 | uint32(f)
+}
+
+func ownerDev(o uint32) int      { return int(o >> 15) }
+func ownerType(o uint32) Type    { return Type(o >> 11 & 15) }
+func ownerForm_(o uint32) form   { return form(o & ownerForm) }
+func sameIdent(a, b uint32) bool { return a>>11 == b>>11 }
+
+// lenSet is a bitmap of candidate lengths 0..1023.
+type lenSet [16]uint64
+
+func (l *lenSet) add(n int) {
+	if n < 1024 {
+		l[n>>6] |= 1 << (n & 63)
+	}
+}
+
+func (l *lenSet) has(n int) bool { return n < 1024 && l[n>>6]&(1<<(n&63)) != 0 }
+
+// Identifier is one inventory value to index.
+type Identifier struct {
+	Device string // device id it belongs to (or an access point name)
+	Type   Type
+	Value  string
+}
+
+// Builder accumulates identifiers into a new Index.
+type Builder struct {
+	idx    *Index
+	exp    *expander
+	devIdx map[string]int
+	norm   []byte
+
+	filterCount int
+}
+
+// NewBuilder starts an index keyed with cfg's secret seed.
+func NewBuilder(cfg Config) (*Builder, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	seed, err := cfg.seed()
+	if err != nil {
+		return nil, err
+	}
+	idx := &Index{seed: seed, cfg: cfg}
+	idx.alloc(1 << 12)
+	idx.filter = make([]uint64, 1<<10)
+	idx.fmask = uint64(len(idx.filter))*64 - 1
+	return &Builder{idx: idx, exp: newExpander(), devIdx: map[string]int{}}, nil
+}
+
+// Add expands one identifier into all its forms and indexes their hashes.
+// A value that cannot be parsed for its type is returned as an error and
+// not indexed.
+func (b *Builder) Add(id Identifier) error {
+	vs, err := baseVariants(id.Type, id.Value)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", id.Device, id.Type, err)
+	}
+	dev, ok := b.devIdx[id.Device]
+	if !ok {
+		if len(b.idx.devices) >= maxDevices {
+			return fmt.Errorf("%s: more than %d devices", id.Device, maxDevices)
+		}
+		dev = len(b.idx.devices)
+		b.devIdx[id.Device] = dev
+		b.idx.devices = append(b.idx.devices, id.Device)
+	}
+	b.exp.expand(vs, func(s string, f form) {
+		if len(s) < minForm || len(s) > maxCandidate {
+			return
+		}
+		b.norm = normalize(b.norm[:0], []byte(s))
+		h := b.idx.hash(b.norm)
+		b.idx.insert(h, packOwner(dev, id.Type, f))
+		cls := classesOf(b.norm)
+		for c := 0; c < numClasses; c++ {
+			if cls&(1<<c) != 0 {
+				b.idx.lens[c].add(len(b.norm))
+			}
+		}
+		if n := len(b.norm); n > 1 && b.norm[n-1] == '=' && classesOf(trimPad(b.norm))&(1<<clsB64) != 0 {
+			b.idx.lens[clsB64Pad].add(n)
+		}
+		if c, ok := windowClass(f, cls, len(b.norm)); ok {
+			b.addWindow(c, len(b.norm), h)
+		}
+	})
+	return nil
+}
+
+func trimPad(b []byte) []byte {
+	for len(b) > 0 && b[len(b)-1] == '=' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// windowClass decides which forms are searched for inside longer runs:
+// the plain shapes of an identifier (digits/hex, possibly glued to other
+// characters of the same class) and base64 encodings of it. Digest forms are
+// only matched as whole tokens: apps send digests as values of their own.
+func windowClass(f form, cls uint8, n int) (int, bool) {
+	if n < minWindow {
+		return 0, false
+	}
+	switch t := f.transform(); {
+	case t == tNone && cls&(1<<clsHexSep) != 0:
+		return clsHexSep, true
+	case (t >= tB64 && t <= tB64URLNoPad) && cls&(1<<clsB64) != 0:
+		return clsB64, true
+	}
+	return 0, false
+}
+
+func (b *Builder) addWindow(c, n int, h uint64) {
+	idx := b.idx
+	idx.winOK[c] = true
+	found := false
+	for _, w := range idx.wins[c] {
+		if w == n {
+			found = true
+		}
+	}
+	if !found {
+		idx.wins[c] = append(idx.wins[c], n)
+		for i := len(idx.wins[c]) - 1; i > 0 && idx.wins[c][i] < idx.wins[c][i-1]; i-- {
+			idx.wins[c][i], idx.wins[c][i-1] = idx.wins[c][i-1], idx.wins[c][i]
+		}
+	}
+	b.filterCount++
+	if uint64(b.filterCount)*16 > idx.fmask+1 {
+		b.growFilter()
+	}
+	idx.setFilter(h)
+}
+
+// Build finishes the index. The Builder must not be used afterwards.
+func (b *Builder) Build() *Index {
+	idx := b.idx
+	b.idx = nil
+	idx.pool.New = func() any { return idx.NewScanner() }
+	return idx
+}
+
+func (x *Index) hash(b []byte) uint64 {
+	h := xxh3.HashSeed(b, x.seed)
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
+
+func (x *Index) alloc(n int) {
+	x.keys = make([]uint64, n)
+	x.vals = make([]uint32, n)
+	x.mask = uint64(n - 1)
+}
+
+func (x *Index) insert(h uint64, o uint32) {
+	if (x.count+1)*10 > len(x.keys)*6 {
+		x.grow()
+	}
+	i := h & x.mask
+	for x.keys[i] != 0 {
+		if x.keys[i] == h && sameIdent(x.vals[i], o) {
+			return // same identifier already reachable by this hash: first form wins
+		}
+		i = (i + 1) & x.mask
+	}
+	x.keys[i], x.vals[i] = h, o
+	x.count++
+}
+
+func (x *Index) grow() {
+	ok, ov := x.keys, x.vals
+	x.alloc(len(ok) * 2)
+	x.count = 0
+	for i, k := range ok {
+		if k != 0 {
+			j := k & x.mask
+			for x.keys[j] != 0 {
+				j = (j + 1) & x.mask
+			}
+			x.keys[j], x.vals[j] = k, ov[i]
+			x.count++
+		}
+	}
+}
+
+func (x *Index) setFilter(h uint64) {
+	b := (h >> 29) & x.fmask
+	x.filter[b>>6] |= 1 << (b & 63)
+}
+
+func (x *Index) inFilter(h uint64) bool {
+	b := (h >> 29) & x.fmask
+	return x.filter[b>>6]&(1<<(b&63)) != 0
+}
+
+func (b *Builder) growFilter() {
+	// Rebuilding needs the hashes of all window forms; they are all in the
+	// table with a window-eligible form, so recompute from it.
+	idx := b.idx
+	idx.filter = make([]uint64, len(idx.filter)*2)
+	idx.fmask = uint64(len(idx.filter))*64 - 1
+	for i, k := range idx.keys {
+		if k == 0 {
+			continue
+		}
+		f := ownerForm_(idx.vals[i])
+		t := f.transform()
+		if t == tNone || (t >= tB64 && t <= tB64URLNoPad) {
+			idx.setFilter(k)
+		}
+	}
+}
+
+// lookup calls fn for every owner of h.
+func (x *Index) lookup(h uint64, fn func(o uint32)) {
+	i := h & x.mask
+	for {
+		k := x.keys[i]
+		if k == 0 {
+			return
+		}
+		if k == h {
+			fn(x.vals[i])
+		}
+		i = (i + 1) & x.mask
+	}
+}
+
+// Stats describes an index for logs and benchmarks (never its contents).
+type Stats struct {
+	Devices   int
+	Entries   int
+	Slots     int
+	Bytes     int // table + filter memory
+	WindowLen map[string][]int
+}
+
+// Stats returns the index's size.
+func (x *Index) Stats() Stats {
+	return Stats{
+		Devices: len(x.devices),
+		Entries: x.count,
+		Slots:   len(x.keys),
+		Bytes:   len(x.keys)*12 + len(x.filter)*8,
+		WindowLen: map[string][]int{
+			"hexsep": append([]int(nil), x.wins[clsHexSep]...),
+			"base64": append([]int(nil), x.wins[clsB64]...),
+		},
+	}
+}
+
+// FalsePositiveRate is the probability that one random candidate token
+// hits the table by a 64-bit hash collision: entries / 2^64.
+func (x *Index) FalsePositiveRate() float64 {
+	return float64(x.count) / (1 << 64)
+}

@@ -1,0 +1,591 @@
+package ident
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/base64"
+	"io"
+	"math/bits"
+
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+// Candidate classes. The scanner walks the bytes once and tracks maximal
+// runs of each class at the same time; a run (or a window inside a long
+// run) whose length equals the length of some indexed form is hashed and
+// probed. The classes are chosen so every form string is a run of at least
+// one of them when it is delimited the way apps delimit values.
+const (
+	clsHexSep = iota // [0-9A-Fa-f:.-]: digits, hex, MACs, UUIDs; case-folded
+	clsB64           // [A-Za-z0-9+/_-]: base64 (std and URL alphabets)
+	clsWord          // [A-Za-z0-9._%+@-]: e-mail, E.164 with '+', URL-encoded
+	clsText          // anything between strong delimiters (quotes, &, =, ...)
+	clsB64Pad        // length set only: base64 runs followed by '=' padding
+	numClasses
+)
+
+const (
+	maxCandidate = 1023 // longest form indexed (and candidate probed)
+	minForm      = 4    // shorter forms are not indexed: they would match words
+	minWindow    = 8    // shortest form searched inside longer runs
+	minB64Decode = 12   // shortest base64 run tried as an encoded layer
+)
+
+var lut = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		alnum := b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+		hexd := b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b >= 'A' && b <= 'F'
+		if hexd || b == ':' || b == '.' || b == '-' {
+			t[c] |= 1 << clsHexSep
+		}
+		if alnum || b == '+' || b == '/' || b == '_' || b == '-' {
+			t[c] |= 1 << clsB64
+		}
+		if alnum || b == '.' || b == '_' || b == '%' || b == '+' || b == '@' || b == '-' {
+			t[c] |= 1 << clsWord
+		}
+		strong := b < 0x20 || b == 0x7f || bytes.IndexByte([]byte("\"'<>&=?;,{}[]\\|`"), b) >= 0
+		if !strong {
+			t[c] |= 1 << clsText
+		}
+	}
+	return t
+}()
+
+// classesOf returns the classes every byte of s belongs to.
+func classesOf(s []byte) uint8 {
+	c := uint8(1<<clsText | 1<<clsHexSep | 1<<clsB64 | 1<<clsWord)
+	for _, b := range s {
+		c &= lut[b]
+	}
+	return c
+}
+
+// normalize appends s to dst, lower-cased if s is entirely of the hex class
+// so "A4:50:..", "a4:50:.." and "DA39A3EE.." match one entry each. Both the
+// index and the scanner use it, so it only has to be deterministic.
+func normalize(dst, s []byte) []byte {
+	if classesOf(s)&(1<<clsHexSep) == 0 {
+		return append(dst, s...)
+	}
+	for _, b := range s {
+		if b >= 'A' && b <= 'F' {
+			b += 'a' - 'A'
+		}
+		dst = append(dst, b)
+	}
+	return dst
+}
+
+type hit struct {
+	o      uint32
+	f      form
+	off, n int32
+	layer  uint8
+}
+
+type span struct{ s, e int32 }
+
+// Scanner is the per-goroutine scanning state of an Index: scratch buffers,
+// decompressors and a pool of match messages, all reused so a steady-state
+// scan allocates nothing. A Scanner must not be used concurrently.
+type Scanner struct {
+	idx  *Index
+	norm []byte
+	hits []hit
+
+	layerBuf [maxLayers + 1][]byte
+	b64      [maxLayers + 1][]span
+
+	budgetBytes int
+	budgetWin   int
+	exhausted   bool
+
+	br   bytes.Reader
+	gz   *gzip.Reader
+	zl   io.ReadCloser
+	fl   io.ReadCloser
+	pool []*flowpb.IdentifierMatch
+	used int
+
+	hdrField map[string]string
+	target   *flowpb.Enrichment
+	emitFn   func(*flowpb.IdentifierMatch)
+}
+
+const maxLayers = 3
+
+// NewScanner returns scanning state for one worker goroutine.
+func (x *Index) NewScanner() *Scanner {
+	return &Scanner{idx: x, hdrField: map[string]string{}}
+}
+
+// Scan searches data (one field of a record, named by field) for indexed
+// identifiers and calls emit for each match. The message passed to emit is
+// owned by the Index's internal scanner pool and only valid during the call.
+// Safe for concurrent use; it borrows a Scanner from a pool.
+func (x *Index) Scan(field string, data []byte, cleartext bool, emit func(m *flowpb.IdentifierMatch)) {
+	s := x.pool.Get().(*Scanner)
+	s.Scan(field, data, cleartext, emit)
+	x.pool.Put(s)
+}
+
+// Scan searches data for indexed identifiers, peeling up to three encoding
+// layers, and calls emit once per (device, identifier type, form) found. The
+// message passed to emit is reused after the next Scan or ScanRecord call on
+// this Scanner: copy it (proto.Clone) to keep it longer.
+func (s *Scanner) Scan(field string, data []byte, cleartext bool, emit func(m *flowpb.IdentifierMatch)) {
+	s.used = 0
+	s.resetBudget()
+	s.scanField(field, data, cleartext, emit)
+	scannedBytesTotal.Add(float64(s.idx.cfg.MaxScanBytes - s.budgetBytes))
+	if s.exhausted {
+		budgetExhaustedTotal.Inc()
+	}
+}
+
+func (s *Scanner) resetBudget() {
+	c := &s.idx.cfg
+	s.budgetBytes = c.MaxScanBytes
+	s.budgetWin = c.MaxWindowProbes
+	s.exhausted = false
+}
+
+// scanField scans one field and reports its deduplicated matches.
+func (s *Scanner) scanField(field string, data []byte, cleartext bool, emit func(m *flowpb.IdentifierMatch)) int {
+	s.hits = s.hits[:0]
+	s.scanLayer(data, 0)
+	if len(s.hits) == 0 {
+		return 0
+	}
+	before := s.used
+	s.emitHits(field, cleartext, emit)
+	return s.used - before
+}
+
+// suppressed drops hit i when an earlier-or-better hit of the same device and
+// identifier covers it: the same form at a shallower layer (the decoded view
+// repeats what was already seen), or, in the same layer, a strictly longer
+// match containing it ("+919812345678" contains its national number).
+func (s *Scanner) suppressed(i int) bool {
+	a := s.hits[i]
+	for j, b := range s.hits {
+		if j == i || !sameIdent(a.o, b.o) {
+			continue
+		}
+		if a.f == b.f && (b.layer < a.layer || b.layer == a.layer && j < i) {
+			return true
+		}
+		if a.layer == b.layer && b.n > a.n && b.off <= a.off && a.off+a.n <= b.off+b.n {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Scanner) match() *flowpb.IdentifierMatch {
+	if s.used == len(s.pool) {
+		s.pool = append(s.pool, &flowpb.IdentifierMatch{})
+	}
+	m := s.pool[s.used]
+	s.used++
+	return m
+}
+
+// scanLayer walks data once, tracking runs of every class, then tries the
+// decodings that reveal another layer.
+func (s *Scanner) scanLayer(data []byte, layer int) {
+	if len(data) > s.budgetBytes {
+		data = data[:s.budgetBytes]
+		s.exhausted = true
+	}
+	s.budgetBytes -= len(data)
+	if len(data) == 0 {
+		return
+	}
+	s.b64[layer] = s.b64[layer][:0]
+	var start [4]int
+	prev := uint8(0)
+	n := len(data)
+	for i := 0; i < n; {
+		f := lut[data[i]]
+		if f == prev {
+			i++
+			for i < n && lut[data[i]] == prev {
+				i++
+			}
+			continue
+		}
+		for ended := prev &^ f; ended != 0; ended &= ended - 1 {
+			c := bits.TrailingZeros8(ended)
+			s.run(data, c, start[c], i, layer)
+		}
+		for started := f &^ prev; started != 0; started &= started - 1 {
+			start[bits.TrailingZeros8(started)] = i
+		}
+		prev = f
+		i++
+	}
+	for ended := prev; ended != 0; ended &= ended - 1 {
+		c := bits.TrailingZeros8(ended)
+		s.run(data, c, start[c], n, layer)
+	}
+	if layer < maxLayers && s.idx.cfg.MaxLayers > layer {
+		s.decodeLayers(data, layer)
+	}
+}
+
+// run handles one maximal run [st, e) of class c.
+func (s *Scanner) run(data []byte, c, st, e, layer int) {
+	x := s.idx
+	switch c {
+	case clsText:
+		for st < e && data[st] == ' ' {
+			st++
+		}
+		for e > st && data[e-1] == ' ' {
+			e--
+		}
+		if x.lens[clsText].has(e - st) {
+			s.probe(data, st, e, layer, false)
+		}
+		return
+	case clsB64:
+		p := 0
+		for e+p < len(data) && p < 2 && data[e+p] == '=' {
+			p++
+		}
+		for k := 1; k <= p; k++ {
+			if x.lens[clsB64Pad].has(e - st + k) {
+				s.probe(data, st, e+k, layer, false)
+			}
+		}
+		if e-st >= minB64Decode && layer < maxLayers {
+			s.b64[layer] = append(s.b64[layer], span{int32(st), int32(e + p)})
+		}
+	}
+	L := e - st
+	if x.lens[c].has(L) {
+		s.probe(data, st, e, layer, false)
+	}
+	if ws := x.wins[c]; len(ws) > 0 && L > ws[0] {
+		s.windows(data, c, st, e, layer)
+	}
+}
+
+// windows slides every window length of class c over the run [st, e), so an
+// identifier glued to other characters of the same class is still found.
+// Bounded by the scanner's window budget.
+func (s *Scanner) windows(data []byte, c, st, e, layer int) {
+	x := s.idx
+	run := data[st:e]
+	upper := false
+	if c == clsHexSep {
+		s.norm = s.norm[:0]
+		for _, b := range run {
+			if b >= 'A' && b <= 'F' {
+				b += 'a' - 'A'
+				upper = true
+			}
+			s.norm = append(s.norm, b)
+		}
+		run = s.norm
+	}
+	for _, w := range x.wins[c] {
+		if w >= len(run) {
+			break
+		}
+		k := len(run) - w + 1
+		if s.budgetWin < k {
+			k = s.budgetWin
+			s.exhausted = true
+		}
+		s.budgetWin -= k
+		for off := 0; off < k; off++ {
+			h := x.hash(run[off : off+w])
+			if !x.inFilter(h) {
+				continue
+			}
+			s.lookup(h, st+off, w, layer, upper && c == clsHexSep && hasUpperHex(data[st+off:st+off+w]))
+		}
+		if s.budgetWin == 0 {
+			return
+		}
+	}
+}
+
+func hasUpperHex(b []byte) bool {
+	for _, c := range b {
+		if c >= 'A' && c <= 'F' {
+			return true
+		}
+	}
+	return false
+}
+
+// probe hashes the candidate data[st:e] (normalised) and records its owners.
+func (s *Scanner) probe(data []byte, st, e, layer int, _ bool) {
+	cand := data[st:e]
+	s.norm = normalize(s.norm[:0], cand)
+	upper := !bytes.Equal(s.norm, cand)
+	s.lookup(s.idx.hash(s.norm), st, e-st, layer, upper)
+}
+
+func (s *Scanner) lookup(h uint64, off, n, layer int, upper bool) {
+	x := s.idx
+	i := h & x.mask
+	for {
+		k := x.keys[i]
+		if k == 0 {
+			return
+		}
+		if k == h {
+			o := x.vals[i]
+			f := ownerForm_(o)
+			if upper {
+				f = f.upper()
+			}
+			s.hits = append(s.hits, hit{o: o, f: f, off: int32(off), n: int32(n), layer: uint8(layer)})
+		}
+		i = (i + 1) & x.mask
+	}
+}
+
+// decodeLayers looks for encodings wrapping more data and scans what they
+// decode to one layer deeper: URL (percent/plus) encoding, JSON string
+// escapes, base64 runs, and gzip/zlib streams (partial streams are
+// decompressed as far as they go).
+func (s *Scanner) decodeLayers(data []byte, layer int) {
+	next := layer + 1
+	if bytes.IndexByte(data, '%') >= 0 || bytes.IndexByte(data, '+') >= 0 {
+		if out, ok := urlDecode(s.layerBuf[next][:0], data); ok {
+			s.layerBuf[next] = out
+			s.scanLayer(out, next)
+		}
+	}
+	if bytes.Contains(data, []byte(`\u`)) || bytes.Contains(data, []byte(`\/`)) {
+		if out, ok := jsonUnescape(s.layerBuf[next][:0], data); ok {
+			s.layerBuf[next] = out
+			s.scanLayer(out, next)
+		}
+	}
+	if i := bytes.Index(data, gzipMagic); i >= 0 {
+		s.inflate(data[i:], next, compGzip)
+	} else if len(data) > 2 && isZlibHeader(data) {
+		s.inflate(data, next, compZlib)
+	}
+	for _, sp := range s.b64[layer] {
+		if s.budgetBytes <= 0 {
+			s.exhausted = true
+			return
+		}
+		out, ok := b64Decode(s.layerBuf[next][:0], data[sp.s:sp.e])
+		s.layerBuf[next] = out
+		if ok && plausibleLayer(out) {
+			s.scanLayer(out, next)
+		}
+	}
+}
+
+var gzipMagic = []byte{0x1f, 0x8b, 0x08}
+
+func isZlibHeader(b []byte) bool {
+	return b[0] == 0x78 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0
+}
+
+type compression int
+
+const (
+	compGzip compression = iota
+	compZlib
+	compDeflate
+)
+
+// inflate decompresses what is there of a (possibly truncated) stream into
+// the layer buffer and scans it.
+func (s *Scanner) inflate(data []byte, layer int, kind compression) {
+	if layer > maxLayers {
+		return
+	}
+	limit := s.idx.cfg.MaxInflateBytes
+	if limit > s.budgetBytes {
+		limit = s.budgetBytes
+	}
+	if limit <= 0 {
+		return
+	}
+	s.br.Reset(data)
+	var r io.Reader
+	switch kind {
+	case compGzip:
+		if s.gz == nil {
+			gz, err := gzip.NewReader(&s.br)
+			if err != nil {
+				return
+			}
+			s.gz = gz
+		} else if err := s.gz.Reset(&s.br); err != nil {
+			return
+		}
+		s.gz.Multistream(false)
+		r = s.gz
+	case compZlib:
+		if s.zl == nil {
+			zl, err := zlib.NewReader(&s.br)
+			if err != nil {
+				return
+			}
+			s.zl = zl
+		} else if err := s.zl.(zlib.Resetter).Reset(&s.br, nil); err != nil {
+			return
+		}
+		r = s.zl
+	case compDeflate:
+		if s.fl == nil {
+			s.fl = flate.NewReader(&s.br)
+		} else if err := s.fl.(flate.Resetter).Reset(&s.br, nil); err != nil {
+			return
+		}
+		r = s.fl
+	}
+	buf := s.layerBuf[layer]
+	if cap(buf) < limit {
+		buf = make([]byte, 0, limit)
+	}
+	buf = buf[:limit]
+	n := 0
+	for n < limit {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil || m == 0 {
+			break
+		}
+	}
+	s.layerBuf[layer] = buf[:0]
+	if n > 0 {
+		s.scanLayer(buf[:n], layer)
+	}
+}
+
+// urlDecode percent-decodes src (and '+' to space, as in forms) into dst;
+// ok is false if nothing changed. Malformed escapes are copied through.
+func urlDecode(dst, src []byte) ([]byte, bool) {
+	changed := false
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		switch {
+		case c == '%' && i+2 < len(src):
+			hi, ok1 := unhex(src[i+1])
+			lo, ok2 := unhex(src[i+2])
+			if ok1 && ok2 {
+				dst = append(dst, hi<<4|lo)
+				i += 2
+				changed = true
+				continue
+			}
+		case c == '+':
+			dst = append(dst, ' ')
+			changed = true
+			continue
+		}
+		dst = append(dst, c)
+	}
+	return dst, changed
+}
+
+// jsonUnescape resolves \uXXXX (BMP, as UTF-8) and \/ escapes; other
+// escapes are kept so string boundaries stay intact.
+func jsonUnescape(dst, src []byte) ([]byte, bool) {
+	changed := false
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if c == '\\' && i+1 < len(src) {
+			switch src[i+1] {
+			case '/':
+				dst = append(dst, '/')
+				i++
+				changed = true
+				continue
+			case 'u':
+				if i+5 < len(src) {
+					var r rune
+					ok := true
+					for _, h := range src[i+2 : i+6] {
+						v, okh := unhex(h)
+						ok = ok && okh
+						r = r<<4 | rune(v)
+					}
+					if ok {
+						dst = appendRune(dst, r)
+						i += 5
+						changed = true
+						continue
+					}
+				}
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst, changed
+}
+
+func appendRune(dst []byte, r rune) []byte {
+	switch {
+	case r < 0x80:
+		return append(dst, byte(r))
+	case r < 0x800:
+		return append(dst, 0xc0|byte(r>>6), 0x80|byte(r&0x3f))
+	default:
+		return append(dst, 0xe0|byte(r>>12), 0x80|byte(r>>6&0x3f), 0x80|byte(r&0x3f))
+	}
+}
+
+// b64Decode decodes a base64 run in whichever alphabet its characters
+// imply, tolerating missing padding and a trailing partial quantum.
+func b64Decode(dst, src []byte) ([]byte, bool) {
+	for len(src) > 0 && src[len(src)-1] == '=' {
+		src = src[:len(src)-1]
+	}
+	if len(src)%4 == 1 { // a lone trailing character carries no full byte
+		src = src[:len(src)-1]
+	}
+	enc := base64.RawStdEncoding
+	if bytes.ContainsAny(src, "-_") {
+		if bytes.ContainsAny(src, "+/") {
+			return dst, false
+		}
+		enc = base64.RawURLEncoding
+	}
+	n := enc.DecodedLen(len(src))
+	if cap(dst) < n {
+		dst = make([]byte, 0, n*2)
+	}
+	dst = dst[:n]
+	m, err := enc.Decode(dst, src)
+	if err != nil {
+		return dst[:0], false
+	}
+	return dst[:m], true
+}
+
+// plausibleLayer accepts decoded base64 worth scanning: compressed data or
+// mostly printable text. Random tokens (session ids, signatures) decode to
+// binary and are not rescanned.
+func plausibleLayer(b []byte) bool {
+	if len(b) < 4 {
+		return false
+	}
+	if bytes.HasPrefix(b, gzipMagic) || isZlibHeader(b) {
+		return true
+	}
+	printable := 0
+	for _, c := range b {
+		if c >= 0x20 && c < 0x7f || c == '\n' || c == '\r' || c == '\t' {
+			printable++
+		}
+	}
+	return printable*10 >= len(b)*9
+}
