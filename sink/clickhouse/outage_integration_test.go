@@ -1,0 +1,211 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+// tcpProxy forwards a local port to the ClickHouse server and can be cut
+// and restored, so a test takes "ClickHouse" down without touching the
+// shared dev server other tests use.
+type tcpProxy struct {
+	t       *testing.T
+	addr    string
+	backend string
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[net.Conn]struct{}
+}
+
+func newProxy(t *testing.T, backend string) *tcpProxy {
+	p := &tcpProxy{t: t, backend: backend, conns: map[net.Conn]struct{}{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.down)
+	return p
+}
+
+func (p *tcpProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", p.backend)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[b] = struct{}{}, struct{}{}
+			p.mu.Unlock()
+			go func() { io.Copy(b, c); b.Close() }()
+			go func() { io.Copy(c, b); c.Close() }()
+		}
+	}()
+}
+
+// down closes the listener and every forwarded connection.
+func (p *tcpProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+// up listens on the same port again.
+func (p *tcpProxy) up() {
+	var ln net.Listener
+	var err error
+	for range 50 {
+		if ln, err = net.Listen("tcp", p.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		p.t.Fatalf("proxy re-listen on %s: %v", p.addr, err)
+	}
+	p.serve(ln)
+}
+
+func TestWriteAlertsSurvivesOutage(t *testing.T) {
+	cfg := testConfig(t)
+	w0 := openWriter(t, cfg) // migrate directly, not through the proxy
+	w0.Close()
+
+	proxy := newProxy(t, cfg.Addr)
+	pcfg := cfg
+	pcfg.Addr = proxy.addr
+	pcfg.MigrateOnOpen = false
+	pcfg.DialTimeout = time.Second
+	pcfg.ReadTimeout = 5 * time.Second
+	w := openWriter(t, pcfg)
+
+	var first, second []*flowpb.Alert
+	for i := range 40 {
+		a := sampleAlert(i)
+		a.Id = fmt.Sprintf("outage-%03d", i)
+		if i < 10 {
+			first = append(first, a)
+		} else {
+			second = append(second, a)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := w.WriteAlerts(ctx, first); err != nil {
+		t.Fatalf("WriteAlerts before outage: %v", err)
+	}
+
+	proxy.down()
+	retries0 := counterValue(insertRetries.WithLabelValues("alerts"))
+	done := make(chan error, 1)
+	go func() { done <- w.WriteAlerts(ctx, second) }()
+
+	// WriteAlerts must keep retrying, not return, while the server is away.
+	deadline := time.Now().Add(20 * time.Second)
+	for counterValue(insertRetries.WithLabelValues("alerts")) < retries0+3 {
+		if time.Now().After(deadline) {
+			t.Fatal("no retries counted while ClickHouse was unreachable")
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("WriteAlerts returned during the outage: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("WriteAlerts returned during the outage: %v", err)
+	default:
+	}
+
+	proxy.up()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("WriteAlerts after recovery: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("WriteAlerts did not finish after ClickHouse came back")
+	}
+
+	// Every alert is stored exactly once after FINAL.
+	direct, err := Connect(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	rows, err := direct.Query(ctx, "SELECT id, count() FROM "+cfg.Database+".alerts FINAL GROUP BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := map[string]uint64{}
+	for rows.Next() {
+		var id string
+		var n uint64
+		if err := rows.Scan(&id, &n); err != nil {
+			t.Fatal(err)
+		}
+		seen[id] = n
+	}
+	for _, a := range append(first, second...) {
+		if seen[a.Id] != 1 {
+			t.Errorf("alert %s stored %d times after FINAL, want 1", a.Id, seen[a.Id])
+		}
+	}
+	if len(seen) != len(first)+len(second) {
+		t.Errorf("%d distinct alerts stored, want %d", len(seen), len(first)+len(second))
+	}
+}
+
+func TestWriteAlertsCancelledWhileDown(t *testing.T) {
+	cfg := testConfig(t)
+	w0 := openWriter(t, cfg)
+	w0.Close()
+	proxy := newProxy(t, cfg.Addr)
+	pcfg := cfg
+	pcfg.Addr, pcfg.MigrateOnOpen, pcfg.DialTimeout = proxy.addr, false, time.Second
+	w := openWriter(t, pcfg)
+	proxy.down()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := w.WriteAlerts(ctx, []*flowpb.Alert{sampleAlert(1)}); err == nil {
+		t.Fatal("WriteAlerts claimed success with the server unreachable")
+	}
+}
+
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
