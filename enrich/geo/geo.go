@@ -80,6 +80,12 @@ func Open(cfg Config) (*DB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("geo: %s: %s", path, oneLine(err))
 		}
+		if len(src.v4) == 0 && len(src.v6) == 0 {
+			// A geo file that maps to nothing is a wrong file, a wrong
+			// mapping or a broken tree; failing beats silently answering
+			// nothing for every address.
+			return nil, fmt.Errorf("geo: %s: no network carries a mapped attribute (%s layout; check mappings)", path, src.layout)
+		}
 		srcs = append(srcs, src)
 		layers4 = append(layers4, src.v4)
 		layers6 = append(layers6, src.v6)

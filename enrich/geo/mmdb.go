@@ -89,10 +89,16 @@ func resolvePaths(m Mapping, layout string) fieldPaths {
 // detectLayout decides between the nested GeoIP2 layout and flat ones from
 // the metadata's database_type and the shape of a sample record.
 func detectLayout(r *maxminddb.Reader) string {
-	dt := strings.ToLower(r.Metadata.DatabaseType)
-	if strings.HasPrefix(dt, "ipinfo") {
+	dt := r.Metadata.DatabaseType
+	switch {
+	case strings.HasPrefix(strings.ToLower(dt), "ipinfo"):
 		return layoutFlat
+	case strings.HasPrefix(dt, "GeoIP2-"), strings.HasPrefix(dt, "GeoLite2-"), strings.HasPrefix(dt, "DBIP-"):
+		return layoutGeoIP2 // MaxMind's own types and DB-IP's compatible ones
 	}
+	// Otherwise look at a few records: nested maps under the GeoIP2 keys or
+	// the GeoIP2 ASN keys mean GeoIP2; anything else is flat.
+	seen := 0
 	for res := range r.Networks() {
 		var rec map[string]any
 		if res.Decode(&rec) != nil {
@@ -106,10 +112,9 @@ func detectLayout(r *maxminddb.Reader) string {
 		if _, ok := rec["autonomous_system_number"]; ok {
 			return layoutGeoIP2
 		}
-		return layoutFlat
-	}
-	if strings.HasPrefix(dt, "geoip2") || strings.HasPrefix(dt, "geolite2") || strings.HasPrefix(dt, "dbip") {
-		return layoutGeoIP2
+		if seen++; seen == 16 {
+			break
+		}
 	}
 	return layoutFlat
 }
