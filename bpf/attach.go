@@ -129,8 +129,15 @@ func (p *Probe) attachTCX(ifname string, ifindex int) ([]attachment, error) {
 // filter per direction. A qdisc we create is deleted again on detach; one
 // that was already there is left alone (only our filters are removed).
 func (p *Probe) attachTC(ifname string, ifindex int) ([]attachment, error) {
-	lnk, err := netlink.LinkByIndex(ifindex)
+	// The handle's socket lives in the current network namespace, so
+	// detaching later works from any thread.
+	nh, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
+		return nil, fmt.Errorf("netlink handle: %w", err)
+	}
+	lnk, err := nh.LinkByIndex(ifindex)
+	if err != nil {
+		nh.Close()
 		return nil, fmt.Errorf("netlink link: %w", err)
 	}
 	qdisc := &netlink.GenericQdisc{
@@ -142,21 +149,23 @@ func (p *Probe) attachTC(ifname string, ifindex int) ([]attachment, error) {
 		QdiscType: "clsact",
 	}
 	created := false
-	if err := netlink.QdiscAdd(qdisc); err == nil {
+	if err := nh.QdiscAdd(qdisc); err == nil {
 		created = true
 	} else if !errors.Is(err, unix.EEXIST) {
+		nh.Close()
 		return nil, fmt.Errorf("add clsact qdisc: %w", err)
 	}
 	var filters []*netlink.BpfFilter
 	cleanup := func() error {
+		defer nh.Close()
 		var errs []error
 		for _, f := range filters {
-			if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
+			if err := nh.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, fmt.Errorf("delete filter: %w", err))
 			}
 		}
 		if created {
-			if err := netlink.QdiscDel(qdisc); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+			if err := nh.QdiscDel(qdisc); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
 				errs = append(errs, fmt.Errorf("delete clsact qdisc: %w", err))
 			}
 		}
@@ -185,7 +194,7 @@ func (p *Probe) attachTC(ifname string, ifindex int) ([]attachment, error) {
 			Name:         h.name,
 			DirectAction: true,
 		}
-		if err := netlink.FilterReplace(f); err != nil {
+		if err := nh.FilterReplace(f); err != nil {
 			_ = cleanup()
 			return nil, fmt.Errorf("add %s filter: %w", h.name, err)
 		}
