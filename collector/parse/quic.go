@@ -179,6 +179,9 @@ func looksLikeQUICInitial(b []byte) bool {
 // error on the first packet is returned; later problems end the walk quietly
 // (trailing 0-RTT data, padding datagrams, etc.).
 func (s *scratch) quicDatagram(b []byte, first bool) error {
+	if len(b) == 0 && first {
+		return errQUICShort
+	}
 	seen := false
 	for len(b) > 0 {
 		n, initial, err := s.quicPacket(b)
