@@ -284,7 +284,7 @@ func baseVariants(t Type, v string) ([]variant, error) {
 	case TypeAndroidID:
 		h, err := NormalizeHexID(v, 16)
 		if err != nil {
-			return nil, fmt.Errorf("android_id %w", err)
+			return nil, fmt.Errorf("android_id: %w", err)
 		}
 		add(baseLower, h)
 		add(baseUpper, strings.ToUpper(h))
@@ -300,7 +300,7 @@ func baseVariants(t Type, v string) ([]variant, error) {
 		add(baseNoSepUpper, strings.ToUpper(h))
 	case TypeMEID:
 		if !isHex(v) || len(v) < 14 || len(v) > 15 {
-			return nil, fmt.Errorf("meid %q: want 14 hex digits", v)
+			return nil, fmt.Errorf("meid: want 14 hex digits")
 		}
 		add(baseUpper, strings.ToUpper(v[:14]))
 		add(baseLower, strings.ToLower(v[:14]))

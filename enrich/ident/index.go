@@ -309,3 +309,41 @@ func (x *Index) Stats() Stats {
 func (x *Index) FalsePositiveRate() float64 {
 	return float64(x.count) / (1 << 64)
 }
+
+// Validate checks one inventory value for its type the way the index will
+// expand it. An error wrapping ErrChecksum means the value is well-formed but
+// its check digit is wrong: it is still indexed (the device sends what it
+// has), the inventory reports it as a warning.
+func Validate(t Type, v string) error {
+	if t >= numTypes {
+		return fmt.Errorf("unknown identifier type %d", t)
+	}
+	switch t {
+	case TypeIMEI, TypeIMEISV:
+		_, _, err := NormalizeIMEI(v)
+		return err
+	case TypeICCID:
+		_, err := NormalizeICCID(v)
+		return err
+	}
+	_, err := baseVariants(t, v)
+	return err
+}
+
+// BuildIndex builds an index from identifiers plus the configured access
+// points. Values that fail validation are skipped and returned as errors
+// (never echoing the value itself into logs is the caller's job: the
+// errors name device and type; validation messages may quote the value).
+func BuildIndex(cfg Config, ids []Identifier) (*Index, []error, error) {
+	b, err := NewBuilder(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	var errs []error
+	for _, id := range append(cfg.AccessPointIdentifiers(), ids...) {
+		if err := b.Add(id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return b.Build(), errs, nil
+}

@@ -85,7 +85,7 @@ func ParseE164(s string) (Phone, error) {
 	case strings.HasPrefix(t, "00"):
 		t = t[2:]
 	default:
-		return Phone{}, fmt.Errorf("phone %q: want international format (+CC... or 00CC...)", s)
+		return Phone{}, fmt.Errorf("phone: want international format (+CC... or 00CC...)")
 	}
 	d, err := digitsWithSeparators(t, " -.()/")
 	if err != nil {
@@ -93,12 +93,12 @@ func ParseE164(s string) (Phone, error) {
 	}
 	n := CountryCodeLen(d)
 	if n == 0 {
-		return Phone{}, fmt.Errorf("phone %q: no country calling code", s)
+		return Phone{}, fmt.Errorf("phone: no country calling code")
 	}
 	// E.164 allows at most 15 digits in total; national numbers are >= 4
 	// digits in every plan.
 	if len(d) > 15 || len(d)-n < 4 {
-		return Phone{}, fmt.Errorf("phone %q: %d digits is not a valid E.164 length", s, len(d))
+		return Phone{}, fmt.Errorf("phone: %d digits is not a valid E.164 length", len(d))
 	}
 	cc := d[:n]
 	tr, ok := trunkPrefix[cc]

@@ -136,7 +136,7 @@ func digitsWithSeparators(s, seps string) (string, error) {
 			b.WriteByte(c)
 		case strings.IndexByte(seps, c) >= 0:
 		default:
-			return "", fmt.Errorf("has invalid character %q at %d", c, i)
+			return "", fmt.Errorf("has an invalid character at offset %d", i)
 		}
 	}
 	return b.String(), nil
@@ -159,21 +159,21 @@ func ParseMAC(s string) ([6]byte, error) {
 	case len(s) == 12:
 		hexd = []byte(s)
 	default:
-		return m, fmt.Errorf("mac %q: want 6 octets as aa:bb:cc:dd:ee:ff, aa-bb-..., aabb.ccdd.eeff or 12 hex digits", s)
+		return m, fmt.Errorf("mac: want 6 octets as aa:bb:cc:dd:ee:ff, aa-bb-..., aabb.ccdd.eeff or 12 hex digits")
 	}
 	for i := 0; i < 6; i++ {
 		hi, ok1 := unhex(hexd[2*i])
 		lo, ok2 := unhex(hexd[2*i+1])
 		if !ok1 || !ok2 {
-			return m, fmt.Errorf("mac %q: invalid hex digit", s)
+			return m, fmt.Errorf("mac: invalid hex digit")
 		}
 		m[i] = hi<<4 | lo
 	}
 	if m == [6]byte{} {
-		return m, fmt.Errorf("mac %q: all-zero address", s)
+		return m, fmt.Errorf("mac: all-zero address")
 	}
 	if m[0]&1 != 0 {
-		return m, fmt.Errorf("mac %q: multicast/broadcast address (group bit set)", s)
+		return m, fmt.Errorf("mac: multicast/broadcast address (group bit set)")
 	}
 	return m, nil
 }
@@ -220,13 +220,13 @@ func FormatMAC(m [6]byte, sep byte, upper bool) string {
 func NormalizeUUID(s string) (string, error) {
 	t := strings.ReplaceAll(s, "-", "")
 	if len(t) != 32 || (len(s) != 32 && len(s) != 36) {
-		return "", fmt.Errorf("uuid %q: want 32 hex digits (with or without dashes)", s)
+		return "", fmt.Errorf("uuid: want 32 hex digits (with or without dashes)")
 	}
 	if len(s) == 36 && (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') {
-		return "", fmt.Errorf("uuid %q: dashes must be at 8-4-4-4-12", s)
+		return "", fmt.Errorf("uuid: dashes must be at 8-4-4-4-12")
 	}
 	if !isHex(t) {
-		return "", fmt.Errorf("uuid %q: invalid hex digit", s)
+		return "", fmt.Errorf("uuid: invalid hex digit")
 	}
 	return strings.ToLower(t), nil
 }
@@ -234,7 +234,7 @@ func NormalizeUUID(s string) (string, error) {
 // NormalizeHexID checks an Android ID style value: hex digits of a fixed length.
 func NormalizeHexID(s string, n int) (string, error) {
 	if len(s) != n || !isHex(s) {
-		return "", fmt.Errorf("%q: want %d hex digits", s, n)
+		return "", fmt.Errorf("want %d hex digits", n)
 	}
 	return strings.ToLower(s), nil
 }
