@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -209,12 +210,27 @@ func NewKafkaReader(cfg Config, topic, group string, log *slog.Logger) *KafkaRea
 // at most BatchTimeout or until BatchSize records.
 func (r *KafkaReader) Fetch(ctx context.Context) ([]Message, error) {
 	r.buf = r.buf[:0]
-	m, err := r.r.FetchMessage(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			metBrokerErrors.WithLabelValues("fetch").Inc()
+	var (
+		m   kafka.Message
+		err error
+		bo  = newBackoff(r.cfg)
+	)
+	for attempt := 1; ; attempt++ {
+		if m, err = r.r.FetchMessage(ctx); err == nil {
+			break
 		}
-		return nil, err
+		if ctx.Err() != nil || errors.Is(err, io.EOF) { // cancelled, or reader closed
+			return nil, err
+		}
+		// kafka-go reports group coordination failures (coordinator moving,
+		// broker restarting) through FetchMessage while it keeps rejoining
+		// in the background: wait and ask again.
+		metBrokerErrors.WithLabelValues("fetch").Inc()
+		metRetries.WithLabelValues("fetch").Inc()
+		r.log.Warn("kafka fetch failed; retrying", "attempt", attempt, "err", err)
+		if werr := bo.wait(ctx); werr != nil {
+			return nil, werr
+		}
 	}
 	r.buf = append(r.buf, fromKafka(&m))
 	if r.cfg.BatchSize > 1 {
