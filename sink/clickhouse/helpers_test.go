@@ -102,7 +102,7 @@ func sampleFlow(i int) *flowpb.FlowRecord {
 		},
 	}
 	if i%4 == 0 {
-		r.DstAddr = addr(fmt.Sprintf("2001:db8::%x", i+1))
+		r.DstAddr = addr(fmt.Sprintf("2001:db8::%x:%x", (i+1)>>16, (i+1)&0xffff))
 		r.IpVersion = 6
 	}
 	if i%3 == 0 {

@@ -201,7 +201,6 @@ func TestWriteAlertsCancelledWhileDown(t *testing.T) {
 	}
 }
 
-
 func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {

@@ -64,17 +64,17 @@ FROM `+cfg.Database+`.flows ORDER BY first_seen_ns`)
 		r := recs[n]
 		n++
 		var (
-			tm                                          time.Time
-			first, last, observed                       int64
+			tm                                           time.Time
+			first, last, observed                        int64
 			id, gw, devID, devModel, devGroup, devOS, ab string
-			sv, proto, ipv, dnsRcode, quic, clear       uint8
-			ifaces, alpn, mtypes                        []string
-			dir, src, dst, mac, cid, endr, host         string
-			sport, dport, flo, fli, qtype, tlsv, mcount uint16
-			bo, po, bi, pi                              uint64
-			frag, asn                                   uint32
-			dnsq, sni, hm, hh, hp, hua, hct             string
-			class, country, city, org                   string
+			sv, proto, ipv, dnsRcode, quic, clear        uint8
+			ifaces, alpn, mtypes                         []string
+			dir, src, dst, mac, cid, endr, host          string
+			sport, dport, flo, fli, qtype, tlsv, mcount  uint16
+			bo, po, bi, pi                               uint64
+			frag, asn                                    uint32
+			dnsq, sni, hm, hh, hp, hua, hct              string
+			class, country, city, org                    string
 		)
 		if err := rows.Scan(&tm, &first, &last, &observed, &id, &sv, &gw, &ifaces, &devID, &devModel, &devGroup, &devOS, &ab,
 			&dir, &src, &dst, &sport, &dport, &proto, &ipv, &bo, &po, &bi, &pi, &flo, &fli, &mac, &cid,
