@@ -1,6 +1,9 @@
 package collector_test
 
 import (
+	"net/netip"
+
+	"github.com/exfilwatch/exfilwatch/schema"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
@@ -10,3 +13,5 @@ import (
 func cloneRec(r *flowpb.FlowRecord) *flowpb.FlowRecord {
 	return proto.Clone(r).(*flowpb.FlowRecord)
 }
+
+func addrOf(b []byte) netip.Addr { return schema.Addr(b) }

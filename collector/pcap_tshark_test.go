@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,7 +55,15 @@ var tsharkFields = []string{
 	"ip.src", "ip.dst", "ip.proto", "ip.len", "ip.frag_offset",
 	"ipv6.src", "ipv6.dst", "ipv6.plen", "ipv6.fraghdr.offset", "ipv6.fraghdr.nxt",
 	"tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "sctp.srcport", "sctp.dstport",
-	"mpls.label",
+	"mpls.label", "icmp.type", "icmp.code", "icmpv6.type", "icmpv6.code",
+}
+
+// pktTuple is one packet's flow tuple as tshark sees it (ICMP: type/code).
+type pktTuple struct {
+	Conv             conv
+	Src, Dst         netip.Addr
+	Proto            uint8
+	SrcPort, DstPort uint16
 }
 
 // tsharkExpect computes per-conversation packets and L3 bytes from tshark's
@@ -63,6 +72,33 @@ var tsharkFields = []string{
 // dissected protocol stack). Reassembly is off so fragments stay packets.
 func tsharkExpect(t *testing.T, tshark, file string) map[conv]*dirCount {
 	t.Helper()
+	exp, _ := tsharkPackets(t, tshark, file)
+	return exp
+}
+
+// tsharkPackets returns the per-conversation counts and every packet's tuple.
+func tsharkPackets(t *testing.T, tshark, file string) (map[conv]*dirCount, []pktTuple) {
+	t.Helper()
+	if c, ok := tsharkCache.Load(file); ok {
+		r := c.(tsharkResult)
+		return r.exp, r.tuples
+	}
+	exp, tuples := tsharkRun(t, tshark, file)
+	tsharkCache.Store(file, tsharkResult{exp, tuples})
+	return exp, tuples
+}
+
+type tsharkResult struct {
+	exp    map[conv]*dirCount
+	tuples []pktTuple
+}
+
+// tsharkCache keeps tshark's dissection per file across tests (read only).
+var tsharkCache sync.Map
+
+func tsharkRun(t *testing.T, tshark, file string) (map[conv]*dirCount, []pktTuple) {
+	t.Helper()
+	var tuples []pktTuple
 	args := []string{"-r", file, "-n", "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
 		"-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"}
 	for _, f := range tsharkFields {
@@ -200,7 +236,15 @@ func tsharkExpect(t *testing.T, tshark, file string) map[conv]*dirCount {
 				sp, dp = port("sctp.srcport"), port("sctp.dstport")
 			}
 		}
+		tsp, tdp := sp, dp
+		switch {
+		case proto == 1 && next == "icmp" && !nonFirstFrag:
+			tsp, tdp = uint16(num("icmp.type")), uint16(num("icmp.code"))
+		case proto == 58 && next == "icmpv6" && !nonFirstFrag:
+			tsp, tdp = uint16(num("icmpv6.type")), uint16(num("icmpv6.code"))
+		}
 		c, rev := mkConv(src, dst, sp, dp, proto)
+		tuples = append(tuples, pktTuple{Conv: c, Src: src, Dst: dst, Proto: proto, SrcPort: tsp, DstPort: tdp})
 		d := exp[c]
 		if d == nil {
 			d = &dirCount{}
@@ -214,7 +258,7 @@ func tsharkExpect(t *testing.T, tshark, file string) map[conv]*dirCount {
 			d.BytesAB += uint64(bytes)
 		}
 	}
-	return exp
+	return exp, tuples
 }
 
 func sharedPcaps(t *testing.T) []string {

@@ -34,6 +34,9 @@ func (t *Table) UpdateFlow(k Key, s DirStats) {
 	i, err := t.lookup(ck, sideIdx, now)
 	t.logErr(err)
 	e := &t.ents[i]
+	if !e.sides[0].seen && !e.sides[1].seen && s.FirstNs > 0 && s.FirstNs < e.startNs {
+		e.firstNs, e.startNs = s.FirstNs, s.FirstNs // new flow: start at its first packet
+	}
 	if now-e.startNs >= int64(t.cfg.ActiveTimeout) && e.hasPackets() {
 		t.logErr(t.continueRecord(i, now))
 	}
