@@ -92,7 +92,7 @@ func (e *Engine) dnsTunnel(d *device, rec *flowpb.FlowRecord, ts int64, emit fun
 	if strings.HasSuffix(name, ".arpa") || strings.HasSuffix(name, ".local") {
 		return
 	}
-	domain := registrable(name)
+	domain := e.registrable(name)
 	sub := ""
 	if len(name) > len(domain) {
 		sub = name[:len(name)-len(domain)-1]
@@ -170,6 +170,43 @@ func (e *Engine) dnsTunnel(d *device, rec *flowpb.FlowRecord, ts int64, emit fun
 	summary := fmt.Sprintf("possible DNS tunnel via %s: %d unique names, %d query characters, %d queries this window (%s)",
 		domain, s.distinct, s.chars, s.queries, reason)
 	e.raise(detDNS, d, ts, s.winStart, s.winStart+int64(c.Window), dst, rec, 0, sev, score, summary, evidence, emit)
+}
+
+// suffixCacheMax bounds the registrable-domain cache; it is cleared when full.
+const suffixCacheMax = 1 << 16
+
+// tailLabels is how many rightmost labels decide a name's registrable domain:
+// the longest public-suffix rules (wildcards included) span 6 labels, so the
+// eTLD+1 of a name equals that of its last 7 labels.
+const tailLabels = 7
+
+// registrable is registrable(name) through a cache keyed by the name's last
+// tailLabels labels. publicsuffix allocates on every call (it first tries to
+// parse the name as an IP address), the cache makes repeat names free.
+func (e *Engine) registrable(name string) string {
+	tail := name
+	dots := 0
+	for i := len(name) - 1; i >= 0; i-- {
+		if name[i] == '.' {
+			dots++
+			if dots == tailLabels {
+				tail = name[i+1:]
+				break
+			}
+		}
+	}
+	if r, ok := e.suffixCache[tail]; ok {
+		return name[len(name)-len(r):]
+	}
+	r := registrable(tail)
+	if !strings.HasSuffix(name, r) {
+		r = tail
+	}
+	if len(e.suffixCache) >= suffixCacheMax {
+		clear(e.suffixCache)
+	}
+	e.suffixCache[strings.Clone(tail)] = strings.Clone(r)
+	return name[len(name)-len(r):]
 }
 
 // Entropy is the Shannon entropy of s in bits per byte. For short strings it

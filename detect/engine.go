@@ -49,11 +49,12 @@ type Engine struct {
 	dataMin   int64 // first record time seen (RITA dataset start)
 	nextSweep int64
 
-	keyBuf  []byte
-	scratch []float64
-	sizeBuf []float64
-	cnt     counters
-	nrec    uint64
+	keyBuf      []byte
+	suffixCache map[string]string // see registrable
+	scratch     []float64
+	sizeBuf     []float64
+	cnt         counters
+	nrec        uint64
 }
 
 // New validates cfg and returns an engine with empty state.
@@ -62,17 +63,18 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("detect: %w", err)
 	}
 	e := &Engine{
-		cfg:      cfg,
-		Name:     "0",
-		typeSev:  map[string]flowpb.Severity{},
-		policies: map[string]*compiledPolicy{},
-		devices:  map[string]*device{},
-		anon:     map[[16]byte]*device{},
-		models:   map[string]*modelState{},
-		open:     map[string]*openAlert{},
-		keyBuf:   make([]byte, 0, 256),
-		scratch:  make([]float64, 0, 3*cfg.Beacon.MaxTimestamps),
-		sizeBuf:  make([]float64, 0, cfg.Beacon.MaxTimestamps),
+		cfg:         cfg,
+		Name:        "0",
+		typeSev:     map[string]flowpb.Severity{},
+		policies:    map[string]*compiledPolicy{},
+		devices:     map[string]*device{},
+		anon:        map[[16]byte]*device{},
+		models:      map[string]*modelState{},
+		open:        map[string]*openAlert{},
+		keyBuf:      make([]byte, 0, 256),
+		suffixCache: map[string]string{},
+		scratch:     make([]float64, 0, 3*cfg.Beacon.MaxTimestamps),
+		sizeBuf:     make([]float64, 0, cfg.Beacon.MaxTimestamps),
 	}
 	e.defSev, _ = parseSeverity(cfg.IdentifierLeak.DefaultSeverity)
 	for t, s := range cfg.IdentifierLeak.TypeSeverity {

@@ -122,7 +122,7 @@ func clampSev(s flowpb.Severity) flowpb.Severity {
 // domain of the host name when there is one, else the ASN, else the address.
 func (e *Engine) appendDest(rec *flowpb.FlowRecord) {
 	if h := host(rec); h != "" {
-		e.keyPart(registrable(h))
+		e.keyPart(e.registrable(h))
 		return
 	}
 	if asn := rec.GetEnrichment().GetDstGeo().GetAsn(); asn != 0 {

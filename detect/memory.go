@@ -27,6 +27,9 @@ func (e *Engine) StateBytes() int64 {
 	for k, oa := range e.open {
 		n += len(k) + mapEntryOverhead + int(unsafe.Sizeof(*oa)) + 512 // alert message, roughly
 	}
+	for k, v := range e.suffixCache {
+		n += len(k) + len(v) + 32 + mapEntryOverhead
+	}
 	return int64(n)
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/gob"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
@@ -97,6 +98,8 @@ func (e *Engine) Snapshot(w io.Writer) error {
 		for a := range m.asns {
 			sm.ASNs = append(sm.ASNs, a)
 		}
+		slices.Sort(sm.Countries)
+		slices.Sort(sm.ASNs)
 		s.Models = append(s.Models, sm)
 	}
 	for k, oa := range e.open {
@@ -145,6 +148,15 @@ func snapDev(d *device) snapDevice {
 		sd.DNS = append(sd.DNS, snapDNS{Domain: k, WinStart: s.winStart, LastSeen: s.lastSeen, Set: s.set,
 			Distinct: s.distinct, Chars: s.chars, Queries: s.queries, Encoded: s.encoded, MaxLabel: s.maxLabel})
 	}
+	sort.Slice(sd.Volume, func(i, j int) bool {
+		a, b := sd.Volume[i], sd.Volume[j]
+		return a.Country < b.Country || (a.Country == b.Country && a.Org < b.Org)
+	})
+	sort.Slice(sd.Pairs, func(i, j int) bool {
+		a, b := sd.Pairs[i], sd.Pairs[j]
+		return a.Host < b.Host || (a.Host == b.Host && string(a.Addr[:]) < string(b.Addr[:]))
+	})
+	sort.Slice(sd.DNS, func(i, j int) bool { return sd.DNS[i].Domain < sd.DNS[j].Domain })
 	return sd
 }
 

@@ -1,0 +1,88 @@
+package detect
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+func TestIdleDevicesEvicted(t *testing.T) {
+	c := DefaultConfig()
+	c.DeviceIdleTTL = time.Hour
+	e := newEngine(t, c)
+	var s sink
+	e.Process(flow("old", at(0), "203.0.113.7"), s.emit)
+	e.Process(flow("new", at(30*time.Minute), "203.0.113.7"), s.emit)
+	before := e.StateBytes()
+	e.Flush(at(90*time.Minute), s.emit)
+	if _, ok := e.devices["old"]; ok {
+		t.Fatal("idle device kept")
+	}
+	if _, ok := e.devices["new"]; !ok {
+		t.Fatal("active device dropped")
+	}
+	if after := e.StateBytes(); after >= before || after <= 0 {
+		t.Fatalf("state bytes %d -> %d", before, after)
+	}
+}
+
+func TestDeviceCap(t *testing.T) {
+	c := DefaultConfig()
+	c.MaxDevices = 5
+	e := newEngine(t, c)
+	var s sink
+	for i := 0; i < 20; i++ {
+		e.Process(flow(fmt.Sprintf("d%d", i), at(time.Duration(i)*time.Second), "203.0.113.7"), s.emit)
+	}
+	if e.DeviceCount() != 5 {
+		t.Fatalf("%d devices, cap 5", e.DeviceCount())
+	}
+	if _, ok := e.devices["d19"]; !ok {
+		t.Fatal("newest device evicted")
+	}
+}
+
+func TestUnattributedDevicesKeyedByAddress(t *testing.T) {
+	c := quiet()
+	c.IdentifierLeak.Enabled = true
+	e := newEngine(t, c)
+	var s sink
+	e.Process(flow("", at(0), "203.0.113.7", match("imei", "raw", "http.path", true)), s.emit)
+	if len(s.alerts) != 1 || s.alerts[0].DedupKey != "identifier_leak|addr:10.1.0.2|AS15169|imei|raw|" {
+		t.Fatalf("unattributed: %v", s.alerts)
+	}
+}
+
+// Records that raise no alert allocate nothing once state exists.
+func TestProcessSteadyStateAllocs(t *testing.T) {
+	c := DefaultConfig()
+	c.Policy.Groups = map[string]GroupPolicy{"lab": {DenyCountries: []string{"CN"}}}
+	e := newEngine(t, c)
+	var s sink
+	recs := []*flowpb.FlowRecord{
+		flow("dev1", 0, "203.0.113.7", sni("api.example.com")),
+		flow("dev1", 0, "198.51.100.1", func(r *flowpb.FlowRecord) { r.Http = &flowpb.HTTPInfo{Host: "www.example.org"} }),
+		flow("dev1", 0, "10.0.0.53", dnsQuery("www.example.com")),
+		flow("dev2", 0, "8.8.8.8", geo("DE", 3320, "DTAG")),
+	}
+	now := at(0)
+	step := func() {
+		for _, r := range recs {
+			now += int64(time.Second)
+			r.FirstSeenNs, r.LastSeenNs = now-int64(time.Second)+1, now
+			e.Process(r, s.emit)
+		}
+	}
+	// Warm up past ring growth (max_timestamps) and a few score intervals.
+	for i := 0; i < 2*c.Beacon.MaxTimestamps; i++ {
+		step()
+	}
+	if n := testing.AllocsPerRun(1000, step); n != 0 {
+		t.Fatalf("allocs per 4 records = %v, want 0", n)
+	}
+	if len(s.alerts) != 0 {
+		t.Fatalf("steady-state records alerted: %v", s.alerts[0].Summary)
+	}
+}
