@@ -22,8 +22,13 @@ const (
 	clsB64           // [A-Za-z0-9+/_-]: base64 (std and URL alphabets)
 	clsWord          // [A-Za-z0-9._%+@-]: e-mail, E.164 with '+', URL-encoded
 	clsText          // anything between strong delimiters (quotes, &, =, ...)
+	clsHex           // [0-9A-Fa-f]: hex/digit values between separators (DNS labels)
+	clsAlnum         // [A-Za-z0-9]: alphanumeric values between separators
+	clsDigit         // [0-9]: numbers; digit-only forms match whole digit runs only
 	clsB64Pad        // length set only: base64 runs followed by '=' padding
 	numClasses
+	numRunClasses = clsB64Pad
+	allRunClasses = 1<<numRunClasses - 1
 )
 
 const (
@@ -47,6 +52,15 @@ var lut = func() (t [256]uint8) {
 		if alnum || b == '.' || b == '_' || b == '%' || b == '+' || b == '@' || b == '-' {
 			t[c] |= 1 << clsWord
 		}
+		if hexd {
+			t[c] |= 1 << clsHex
+		}
+		if alnum {
+			t[c] |= 1 << clsAlnum
+		}
+		if b >= '0' && b <= '9' {
+			t[c] |= 1 << clsDigit
+		}
 		strong := b < 0x20 || b == 0x7f || bytes.IndexByte([]byte("\"'<>&=?;,{}[]\\|`"), b) >= 0
 		if !strong {
 			t[c] |= 1 << clsText
@@ -57,7 +71,7 @@ var lut = func() (t [256]uint8) {
 
 // classesOf returns the classes every byte of s belongs to.
 func classesOf(s []byte) uint8 {
-	c := uint8(1<<clsText | 1<<clsHexSep | 1<<clsB64 | 1<<clsWord)
+	c := uint8(allRunClasses)
 	for _, b := range s {
 		c &= lut[b]
 	}
@@ -93,9 +107,10 @@ type span struct{ s, e int32 }
 // decompressors and a pool of match messages, all reused so a steady-state
 // scan allocates nothing. A Scanner must not be used concurrently.
 type Scanner struct {
-	idx  *Index
-	norm []byte
-	hits []hit
+	idx      *Index
+	norm     []byte
+	nonDigit []int32
+	hits     []hit
 
 	layerBuf [maxLayers + 1][]byte
 	b64      [maxLayers + 1][]span
@@ -207,7 +222,7 @@ func (s *Scanner) scanLayer(data []byte, layer int) {
 		return
 	}
 	s.b64[layer] = s.b64[layer][:0]
-	var start [4]int
+	var start [numRunClasses]int
 	prev := uint8(0)
 	n := len(data)
 	for i := 0; i < n; {
@@ -284,13 +299,22 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 	run := data[st:e]
 	upper := false
 	if c == clsHexSep {
+		// Case-fold once; count non-digits so all-digit windows can be
+		// skipped: a number inside a longer number is another number (the
+		// digit class probes whole digit runs).
 		s.norm = s.norm[:0]
+		s.nonDigit = append(s.nonDigit[:0], 0)
+		nd := int32(0)
 		for _, b := range run {
 			if b >= 'A' && b <= 'F' {
 				b += 'a' - 'A'
 				upper = true
 			}
+			if b < '0' || b > '9' {
+				nd++
+			}
 			s.norm = append(s.norm, b)
+			s.nonDigit = append(s.nonDigit, nd)
 		}
 		run = s.norm
 	}
@@ -304,7 +328,17 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 			s.exhausted = true
 		}
 		s.budgetWin -= k
+		partial := c == clsB64 && w%4 != 0
 		for off := 0; off < k; off++ {
+			if c == clsHexSep && s.nonDigit[off+w] == s.nonDigit[off] {
+				continue
+			}
+			// An unpadded base64 form whose last character is a partial
+			// quantum is a prefix of the encoding of any longer value with
+			// the same start: only accept it where the run ends.
+			if partial && off+w < len(run) {
+				continue
+			}
 			h := x.hash(run[off : off+w])
 			if !x.inFilter(h) {
 				continue
