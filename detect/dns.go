@@ -184,6 +184,9 @@ const tailLabels = 7
 // tailLabels labels. publicsuffix allocates on every call (it first tries to
 // parse the name as an IP address), the cache makes repeat names free.
 func (e *Engine) registrable(name string) string {
+	if ownKey(name) {
+		return name
+	}
 	tail := name
 	dots := 0
 	for i := len(name) - 1; i >= 0; i-- {

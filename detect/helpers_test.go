@@ -3,7 +3,6 @@ package detect
 import (
 	"net/netip"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -82,10 +81,6 @@ func bytesOut(out, in uint64) func(*flowpb.FlowRecord) {
 	return func(r *flowpb.FlowRecord) { r.BytesOut, r.BytesIn = out, in }
 }
 
-func span(d time.Duration) func(*flowpb.FlowRecord) {
-	return func(r *flowpb.FlowRecord) { r.FirstSeenNs = r.LastSeenNs - int64(d) }
-}
-
 func dnsQuery(name string) func(*flowpb.FlowRecord) {
 	return func(r *flowpb.FlowRecord) {
 		r.Dns = &flowpb.DNSInfo{QueryName: name, QueryType: 1}
@@ -135,11 +130,4 @@ func evidence(a *flowpb.Alert, key string) string {
 		}
 	}
 	return ""
-}
-
-func mustContain(t *testing.T, s, sub string) {
-	t.Helper()
-	if !strings.Contains(s, sub) {
-		t.Fatalf("%q does not contain %q", s, sub)
-	}
 }

@@ -137,11 +137,7 @@ func (e *Engine) appendDest(rec *flowpb.FlowRecord) {
 // (an IP literal, a bare suffix, a malformed name). It does not allocate for
 // well-formed names.
 func registrable(name string) string {
-	if len(name) == 0 || name[0] == '.' || name[len(name)-1] == '.' || strings.Contains(name, "..") || strings.IndexByte(name, '.') < 0 {
-		return name
-	}
-	// IP literals (no TLD ends in a digit) and IPv6 addresses are their own key.
-	if c := name[len(name)-1]; (c >= '0' && c <= '9') || strings.IndexByte(name, ':') >= 0 {
+	if ownKey(name) {
 		return name
 	}
 	r, err := publicsuffix.EffectiveTLDPlusOne(name)
@@ -149,6 +145,16 @@ func registrable(name string) string {
 		return name
 	}
 	return r
+}
+
+// ownKey reports names that are their own registrable key: malformed names,
+// single labels, IP literals (no TLD ends in a digit) and IPv6 addresses.
+func ownKey(name string) bool {
+	if len(name) == 0 || name[0] == '.' || name[len(name)-1] == '.' || strings.Contains(name, "..") || strings.IndexByte(name, '.') < 0 {
+		return true
+	}
+	c := name[len(name)-1]
+	return (c >= '0' && c <= '9') || strings.IndexByte(name, ':') >= 0
 }
 
 func destLabel(d *flowpb.Destination) string {
