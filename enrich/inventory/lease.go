@@ -54,10 +54,11 @@ func ParseDnsmasqLeases(data []byte, now time.Time, out Leases) error {
 // is not active or whose end time has passed are dropped.
 func ParseDhcpdLeases(data []byte, now time.Time, out Leases) error {
 	type cur struct {
-		ip     netip.Addr
-		mac    [6]byte
-		hasMAC bool
-		active bool
+		ip      netip.Addr
+		mac     [6]byte
+		hasMAC  bool
+		active  bool
+		expired bool
 	}
 	var c *cur
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -78,7 +79,7 @@ func ParseDhcpdLeases(data []byte, now time.Time, out Leases) error {
 		case c == nil:
 		case t == "}":
 			if c.hasMAC {
-				if c.active {
+				if c.active && !c.expired {
 					out[c.ip] = c.mac
 				} else {
 					delete(out, c.ip)
@@ -105,9 +106,7 @@ func ParseDhcpdLeases(data []byte, now time.Time, out Leases) error {
 			} else if len(f) == 3 {
 				end, _ = time.Parse("2006/01/02 15:04:05", f[1]+" "+f[2])
 			}
-			if !end.IsZero() && end.Before(now) {
-				c.active = false
-			}
+			c.expired = !end.IsZero() && end.Before(now)
 		}
 	}
 	return sc.Err()
