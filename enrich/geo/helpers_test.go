@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -344,5 +345,12 @@ func assertOneLineNaming(t *testing.T, err error, path string) {
 	}
 	if !strings.Contains(msg, path) {
 		t.Errorf("error does not name %s: %q", path, msg)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

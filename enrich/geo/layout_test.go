@@ -60,10 +60,10 @@ func geoEq(g *flowpb.Geo, country, city string, lat, lon float64, asn uint32, or
 
 func TestFlatLayouts(t *testing.T) {
 	cases := []struct {
-		name, dbType string
-		rec          mmdbtype.Map
-		mapping      *Mapping
-		wantLayout   string
+		name, dbType  string
+		rec           mmdbtype.Map
+		mapping       *Mapping
+		wantLayout    string
 		country, city string
 		lat, lon      float64
 		asn           uint32

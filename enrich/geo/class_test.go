@@ -1,0 +1,85 @@
+package geo
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+func TestAddrClass(t *testing.T) {
+	const (
+		pub   = flowpb.AddrClass_ADDR_CLASS_PUBLIC
+		priv  = flowpb.AddrClass_ADDR_CLASS_PRIVATE
+		loop  = flowpb.AddrClass_ADDR_CLASS_LOOPBACK
+		link  = flowpb.AddrClass_ADDR_CLASS_LINK_LOCAL
+		mcast = flowpb.AddrClass_ADDR_CLASS_MULTICAST
+		res   = flowpb.AddrClass_ADDR_CLASS_RESERVED
+		lab   = flowpb.AddrClass_ADDR_CLASS_LAB
+		unsp  = flowpb.AddrClass_ADDR_CLASS_UNSPECIFIED
+	)
+	cfg := DefaultConfig()
+	cfg.LabSubnets = []string{"192.168.50.0/24", "10.20.0.0/16", "fd00:1ab::/48", "198.51.100.128/25", "::ffff:172.16.9.0/120"}
+	db, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]flowpb.AddrClass{
+		// IPv4
+		"0.0.0.0": res, "0.1.2.3": res, "1.0.0.0": pub, "8.8.8.8": pub, "9.255.255.255": pub,
+		"10.0.0.0": priv, "10.255.255.255": priv, "11.0.0.0": pub,
+		"100.63.255.255": pub, "100.64.0.0": priv, "100.127.255.255": priv, "100.128.0.0": pub,
+		"127.0.0.1": loop, "127.255.255.255": loop, "128.0.0.0": pub,
+		"169.253.255.255": pub, "169.254.0.1": link, "169.254.255.255": link, "169.255.0.0": pub,
+		"172.15.255.255": pub, "172.16.0.0": priv, "172.31.255.255": priv, "172.32.0.0": pub,
+		"192.0.0.1": res, "192.0.0.9": pub, "192.0.0.10": pub, "192.0.0.11": res, "192.0.1.0": pub,
+		"192.0.2.1": res, "192.88.99.1": res, "192.167.255.255": pub, "192.168.0.1": priv, "192.168.255.255": priv,
+		"198.17.255.255": pub, "198.18.0.0": res, "198.19.255.255": res, "198.20.0.0": pub,
+		"198.51.100.1": res, "203.0.113.9": res, "203.0.114.0": pub,
+		"223.255.255.255": pub, "224.0.0.1": mcast, "239.255.255.255": mcast,
+		"240.0.0.1": res, "255.255.255.254": res, "255.255.255.255": res,
+		// lab subnets override special space and public space alike
+		"192.168.50.7": lab, "192.168.51.7": priv, "10.20.3.4": lab, "10.21.0.0": priv,
+		"198.51.100.127": res, "198.51.100.128": lab, "172.16.9.200": lab,
+		// IPv4-mapped IPv6 is classified as IPv4
+		"::ffff:10.1.2.3": priv, "::ffff:8.8.8.8": pub, "::ffff:192.168.50.1": lab,
+		// NAT64 well-known prefix: the embedded IPv4 address counts
+		"64:ff9b::8.8.8.8": pub, "64:ff9b::10.0.0.1": priv, "64:ff9b:1::1": priv,
+		// IPv6
+		"::": res, "::1": loop, "::2": res, "::8.8.8.8": res,
+		"100::1": res, "100::1:0:0:0:0": res,
+		"2001::1": pub, "2001:1::1": pub, "2001:1::4": res, "2001:2::1": res, "2001:3::1": pub, "2001:4:112::1": pub,
+		"2001:10::1": res, "2001:20::1": pub, "2001:db8::1": res, "2001:db9::1": pub, "2001:200::": pub,
+		"2002:808:808::1": pub, "2400:cb00::1": pub, "2a00:1450:4001::1": pub, "3fff::1": res, "3fff:1000::": pub,
+		"4000::1": res, "5f00::1": res,
+		"fc00::1": priv, "fd00::1": priv, "fd00:1ab::1": lab, "fd00:1ac::1": priv,
+		"fe80::1": link, "febf::1": link, "fec0::1": res, "ff02::1": mcast, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff": mcast,
+		"fe80::1%eth0": link,
+	} {
+		g := lookup(db, ip)
+		if g.AddrClass != want {
+			t.Errorf("%s: class %v, want %v", ip, g.AddrClass, want)
+		}
+	}
+	var g flowpb.Geo
+	g.Country = "stale"
+	db.Lookup(netip.Addr{}, &g)
+	if g.AddrClass != unsp || g.Country != "" {
+		t.Errorf("invalid address: got %v", &g)
+	}
+}
+
+// TestSpecialSpaceNotLookedUp: a database answer for special-purpose space
+// (some files carry one) is not attached; public space still is.
+func TestSpecialSpaceNotLookedUp(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/x.csv"
+	writeFile(t, path, "10.0.0.0,10.255.255.255,64512,private\n8.8.8.0,8.8.8.255,15169,Google LLC\n")
+	db := openFiles(t, path)
+	if g := lookup(db, "10.1.1.1"); g.Asn != 0 || g.Org != "" || g.AddrClass != flowpb.AddrClass_ADDR_CLASS_PRIVATE {
+		t.Errorf("10.1.1.1: got %v", g)
+	}
+	if g := lookup(db, "8.8.8.8"); g.Asn != 15169 {
+		t.Errorf("8.8.8.8: got %v", g)
+	}
+}
