@@ -75,13 +75,13 @@ func Fill(rec *flowpb.FlowRecord) {
 	switch rec.Protocol {
 	case protoUDP:
 		if isDNSPort(serverPort) {
-			dns = fillDNS(rec, snips, client, server, false)
+			dns = fillDNS(rec, dataOf(firstOf(snips, client)), dataOf(firstOf(snips, server)), DNS)
 		} else if c := firstOf(snips, client); c != nil && looksLikeQUICInitial(c.Data) {
 			tls = fillQUIC(rec, snips, client)
 		}
 	case protoTCP:
 		s := getScratch()
-		stream := s.tcpStream(snips, client)
+		stream := s.tcpStream(snips, client, &s.stream)
 		switch {
 		case len(stream) >= 3 && stream[0] == tlsContentHS && stream[1] == 3:
 			if rec.Tls == nil {
@@ -99,7 +99,7 @@ func Fill(rec *flowpb.FlowRecord) {
 			httpOutcome.count(err)
 			http = rec.Http.Method != ""
 		case isDNSPort(serverPort):
-			dns = fillDNS(rec, snips, client, server, true)
+			dns = fillDNS(rec, stream, s.tcpStream(snips, server, &s.stream2), DNSTCP)
 		}
 		putScratch(s)
 	}
@@ -127,23 +127,27 @@ func firstOf(snips []*flowpb.Snippet, d flowpb.Direction) *flowpb.Snippet {
 	return nil
 }
 
-// fillDNS decodes the first client message as the query and the first
-// server message as the response. It reports whether anything was found.
-func fillDNS(rec *flowpb.FlowRecord, snips []*flowpb.Snippet, client, server flowpb.Direction, tcp bool) bool {
+// dataOf returns a snippet's bytes (nil for no snippet).
+func dataOf(s *flowpb.Snippet) []byte {
+	if s == nil {
+		return nil
+	}
+	return s.Data
+}
+
+// fillDNS decodes the client's first message as the query and the server's
+// first message as the response. It reports whether anything was found.
+func fillDNS(rec *flowpb.FlowRecord, query, response []byte, decode func([]byte, *flowpb.DNSInfo) error) bool {
 	if rec.Dns == nil {
 		rec.Dns = &flowpb.DNSInfo{}
 	}
 	d := rec.Dns
 	d.QueryName, d.QueryType, d.Rcode, d.IsResponseSeen = "", 0, 0, false
 	d.Answers = d.Answers[:0]
-	decode := DNS
-	if tcp {
-		decode = DNSTCP
-	}
 	found := false
-	for _, dir := range [2]flowpb.Direction{client, server} {
-		if s := firstOf(snips, dir); s != nil {
-			err := decode(s.Data, d)
+	for _, msg := range [2][]byte{query, response} {
+		if len(msg) > 0 {
+			err := decode(msg, d)
 			dnsOutcome.count(err)
 			found = found || err == nil || errors.Is(err, ErrTruncated)
 		}
@@ -203,8 +207,8 @@ func resetTLS(t *flowpb.TLSInfo) {
 // tcpStream returns the client's bytes from the start of the stream, joining
 // snippets whose stream offsets are contiguous (overlaps from
 // retransmissions are trimmed) and stopping at a gap or a truncated snippet.
-// A single snippet is returned in place; joins are copied into s.stream.
-func (s *scratch) tcpStream(snips []*flowpb.Snippet, dir flowpb.Direction) []byte {
+// A single snippet is returned in place; joins are copied into *buf.
+func (s *scratch) tcpStream(snips []*flowpb.Snippet, dir flowpb.Direction, buf *[]byte) []byte {
 	base := firstOf(snips, dir)
 	if base == nil {
 		return nil
@@ -232,15 +236,15 @@ func (s *scratch) tcpStream(snips []*flowpb.Snippet, dir flowpb.Direction) []byt
 			break
 		}
 		if !copied {
-			s.stream = append(s.stream[:0], out...)
+			*buf = append((*buf)[:0], out...)
 			copied = true
 		}
 		piece := found.Data[next-uint64(found.StreamOffset):]
-		if room := maxStream - len(s.stream); len(piece) > room {
+		if room := maxStream - len(*buf); len(piece) > room {
 			piece = piece[:room]
 		}
-		s.stream = append(s.stream, piece...)
-		out = s.stream
+		*buf = append(*buf, piece...)
+		out = *buf
 		next += uint64(len(piece))
 		truncated = found.Truncated
 	}

@@ -43,7 +43,6 @@ var (
 	errQUICAEAD      = fmt.Errorf("quic: Initial payload: %w", ErrDecrypt)
 	errQUICFrame     = fmt.Errorf("quic: frame not allowed in Initial: %w", ErrMalformed)
 	errQUICFrameCut  = fmt.Errorf("quic: frame: %w", ErrTruncated)
-	errQUICCrypto    = fmt.Errorf("quic: CRYPTO frame beyond %d bytes: %w", maxClientHello, ErrUnsupported)
 	errQUICNoCrypto  = fmt.Errorf("quic: no CRYPTO data at offset 0: %w", ErrTruncated)
 	errQUICTooMany   = fmt.Errorf("quic: too many CRYPTO fragments: %w", ErrUnsupported)
 	errQUICKeyDerive = fmt.Errorf("quic: key derivation: %w", ErrMalformed)
@@ -121,17 +120,18 @@ func deriveClientInitial(version uint32, dcid []byte, k *initialKeys) error {
 // does not allocate: decrypted packets, reassembled CRYPTO data and TCP
 // streams.
 type scratch struct {
-	pkt    []byte
-	stream []byte
-	asm    [maxClientHello]byte
-	ranges [64][2]int
-	nr     int
-	keys   initialKeys
-	mask   [16]byte // header protection mask, kept here so it does not escape per call
-	nonce  [12]byte
-	ctr    [16]byte
-	ok     bool // keys hold a derivation
-	quic   bool // at least one Initial was decrypted
+	pkt     []byte
+	stream  []byte // client TCP stream
+	stream2 []byte // server TCP stream (DNS over TCP responses)
+	asm     [maxClientHello]byte
+	ranges  [64][2]int
+	nr      int
+	keys    initialKeys
+	mask    [16]byte // header protection mask, kept here so it does not escape per call
+	nonce   [12]byte
+	ctr     [16]byte
+	ok      bool // keys hold a derivation
+	quic    bool // at least one Initial was decrypted
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -143,8 +143,8 @@ func getScratch() *scratch {
 }
 
 func putScratch(s *scratch) {
-	if cap(s.pkt) > 1<<16 || cap(s.stream) > maxStream*2 {
-		s.pkt, s.stream = nil, nil
+	if cap(s.pkt) > 1<<16 || cap(s.stream) > maxStream*2 || cap(s.stream2) > maxStream*2 {
+		s.pkt, s.stream, s.stream2 = nil, nil, nil
 	}
 	scratchPool.Put(s)
 }
