@@ -180,8 +180,6 @@ func countedBytes(declared, frameLen, l2 int) uint64 {
 	return uint64(declared)
 }
 
-func mapped4(s string) [16]byte { return netip.AddrFrom16(netip.MustParseAddr(s).As16()).As16() }
-
 func addr16(s string) [16]byte {
 	a := netip.MustParseAddr(s)
 	if a.Is4() {
