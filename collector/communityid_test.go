@@ -63,43 +63,67 @@ func pythonCommunityIDs(t *testing.T, seed int, tuples []pktTuple) []string {
 // carried by some record (so request/reply pairing matches the spec).
 func TestCommunityIDMatchesReference(t *testing.T) {
 	tshark := testenv.Tool(t, "tshark")
+	type job struct {
+		seed   int
+		file   string
+		tuples []pktTuple
+		ids    []string
+	}
+	var jobs []*job
 	for _, seed := range []int{0, 1} {
 		for _, file := range sharedPcaps(t) {
 			if seed != 0 && !strings.Contains(filepath.Base(file), "community") {
 				continue // seeded IDs: the Community ID captures are enough
 			}
-			t.Run(fmt.Sprintf("seed%d/%s", seed, filepath.Base(file)), func(t *testing.T) {
-				_, tuples := tsharkPackets(t, tshark, file)
-				ids := pythonCommunityIDs(t, seed, tuples)
-				want := map[conv]map[string]bool{}
-				for i, tp := range tuples {
-					if want[tp.Conv] == nil {
-						want[tp.Conv] = map[string]bool{}
-					}
-					want[tp.Conv][ids[i]] = false
-				}
-				cfg := collector.DefaultConfig()
-				cfg.CommunityIDSeed = uint16(seed)
-				cfg.IdleTimeout, cfg.ActiveTimeout = 24*time.Hour, 24*time.Hour
-				_, recs, _ := replayConvs(t, file, cfg)
-				for _, r := range recs {
-					c, _ := mkConv(addrOf(r.SrcAddr), addrOf(r.DstAddr), uint16(r.SrcPort), uint16(r.DstPort), uint8(r.Protocol))
-					set := want[c]
-					if _, ok := set[r.CommunityId]; !ok {
-						t.Errorf("%v: record community id %s, reference ids %v", c, r.CommunityId, set)
-						continue
-					}
-					set[r.CommunityId] = true
-				}
-				for c, set := range want {
-					for id, seen := range set {
-						if !seen {
-							t.Errorf("%v: reference id %s not carried by any record", c, id)
-						}
-					}
-				}
-			})
+			_, tuples := tsharkPackets(t, tshark, file)
+			jobs = append(jobs, &job{seed: seed, file: file, tuples: tuples})
 		}
+	}
+	// One oracle process per seed for all files (process start-up dominates).
+	for _, seed := range []int{0, 1} {
+		var all []pktTuple
+		for _, j := range jobs {
+			if j.seed == seed {
+				all = append(all, j.tuples...)
+			}
+		}
+		ids := pythonCommunityIDs(t, seed, all)
+		for _, j := range jobs {
+			if j.seed == seed {
+				j.ids, ids = ids[:len(j.tuples)], ids[len(j.tuples):]
+			}
+		}
+	}
+	for _, j := range jobs {
+		t.Run(fmt.Sprintf("seed%d/%s", j.seed, filepath.Base(j.file)), func(t *testing.T) {
+			want := map[conv]map[string]bool{}
+			for i, tp := range j.tuples {
+				if want[tp.Conv] == nil {
+					want[tp.Conv] = map[string]bool{}
+				}
+				want[tp.Conv][j.ids[i]] = false
+			}
+			cfg := collector.DefaultConfig()
+			cfg.CommunityIDSeed = uint16(j.seed)
+			cfg.IdleTimeout, cfg.ActiveTimeout = 24*time.Hour, 24*time.Hour
+			_, recs, _ := replayConvs(t, j.file, cfg)
+			for _, r := range recs {
+				c, _ := mkConv(addrOf(r.SrcAddr), addrOf(r.DstAddr), uint16(r.SrcPort), uint16(r.DstPort), uint8(r.Protocol))
+				set := want[c]
+				if _, ok := set[r.CommunityId]; !ok {
+					t.Errorf("%v: record community id %s, reference ids %v", c, r.CommunityId, set)
+					continue
+				}
+				set[r.CommunityId] = true
+			}
+			for c, set := range want {
+				for id, seen := range set {
+					if !seen {
+						t.Errorf("%v: reference id %s not carried by any record", c, id)
+					}
+				}
+			}
+		})
 	}
 }
 
