@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -389,11 +390,17 @@ type Loader struct {
 
 // Bind registers one flag per leaf of cfg (a pointer to a struct holding its
 // defaults) plus --config, and returns a Loader whose Load applies the file,
-// the environment and the flags, then validates.
-func Bind(fs *flag.FlagSet, cfg any) *Loader {
+// the environment and the flags, then validates. With sections given, only
+// leaves under those top-level keys (and top-level leaves) get flags, so a
+// subcommand's --help lists what concerns it; the file and the environment
+// still reach every key.
+func Bind(fs *flag.FlagSet, cfg any, sections ...string) *Loader {
 	l := &Loader{cfg: cfg}
 	fs.StringVar(&l.file, "config", os.Getenv("EXFILWATCH_CONFIG"), "YAML configuration file (env EXFILWATCH_CONFIG); flags and EXFILWATCH_* variables override its keys")
 	for _, f := range Fields(cfg) {
+		if top, _, nested := strings.Cut(f.Key, "."); nested && len(sections) > 0 && !slices.Contains(sections, top) {
+			continue
+		}
 		help := f.Help
 		if help == "" {
 			help = f.Key

@@ -1,0 +1,168 @@
+// Package enrich attaches to each raw flow record what an analyst needs to
+// judge it: GeoIP of both ends (enrich/geo), the lab device it belongs to
+// (enrich/inventory) and the device identifiers found in its payload
+// (enrich/ident). The stage is stateless apart from these reloadable
+// lookup tables, so it scales by adding consumers to its Kafka group.
+package enrich
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/exfilwatch/exfilwatch/enrich/geo"
+	"github.com/exfilwatch/exfilwatch/enrich/ident"
+	"github.com/exfilwatch/exfilwatch/enrich/inventory"
+	"github.com/exfilwatch/exfilwatch/schema"
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+var (
+	mRecords = promauto.NewCounter(prometheus.CounterOpts{Name: "exfilwatch_enrich_records_total", Help: "Flow records enriched."})
+	mMatches = promauto.NewCounter(prometheus.CounterOpts{Name: "exfilwatch_enrich_identifier_matches_total", Help: "Identifier matches attached to records."})
+	mNoDev   = promauto.NewCounter(prometheus.CounterOpts{Name: "exfilwatch_enrich_unattributed_total", Help: "Records whose device side matched no inventory device."})
+	mIndex   = promauto.NewGauge(prometheus.GaugeOpts{Name: "exfilwatch_enrich_index_entries", Help: "Hashed identifier forms in the current index."})
+	mBuilds  = promauto.NewCounterVec(prometheus.CounterOpts{Name: "exfilwatch_enrich_index_builds_total", Help: "Identifier index builds, by result."}, []string{"result"})
+)
+
+// Enricher holds the shared, reloadable lookup tables. Records are enriched
+// by Workers (one per goroutine) obtained from NewWorker.
+type Enricher struct {
+	geo   *geo.Reloader // nil without databases
+	inv   *inventory.Inventory
+	index atomic.Pointer[ident.Index]
+	icfg  ident.Config
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// New loads the GeoIP databases, the inventory and builds the identifier
+// index. Any of them may be unconfigured (empty path / no databases), in which
+// case that part of the enrichment is skipped.
+func New(geoCfg geo.Config, invCfg inventory.Config, idCfg ident.Config, log *slog.Logger) (*Enricher, error) {
+	e := &Enricher{icfg: idCfg, log: log, now: time.Now}
+	if len(geoCfg.Databases) > 0 {
+		r, err := geo.NewReloader(geoCfg, log)
+		if err != nil {
+			return nil, err
+		}
+		e.geo = r
+	}
+	var buildErr error
+	var once sync.Once
+	onLoad := func(ids []ident.Identifier) {
+		ids = append(ids, idCfg.AccessPointIdentifiers()...)
+		idx, problems, err := ident.BuildIndex(idCfg, ids)
+		if err != nil {
+			mBuilds.WithLabelValues("error").Inc()
+			once.Do(func() { buildErr = err })
+			log.Error("identifier index not rebuilt; previous index stays in service", "err", err)
+			return
+		}
+		for _, p := range problems {
+			log.Warn("inventory identifier skipped", "problem", p.Error())
+		}
+		mBuilds.WithLabelValues("ok").Inc()
+		st := idx.Stats()
+		mIndex.Set(float64(st.Entries))
+		log.Info("identifier index built", "devices", st.Devices, "forms", st.Entries, "bytes", st.Bytes)
+		e.index.Store(idx)
+	}
+	if invCfg.Path != "" {
+		inv, err := inventory.New(invCfg, log, onLoad)
+		if err != nil {
+			return nil, err
+		}
+		if buildErr != nil {
+			return nil, fmt.Errorf("identifiers: %w", buildErr)
+		}
+		e.inv = inv
+	}
+	return e, nil
+}
+
+// Run keeps the GeoIP databases and the inventory fresh until ctx ends.
+func (e *Enricher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if e.geo != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); e.geo.Run(ctx) }()
+	}
+	if e.inv != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); e.inv.Run(ctx) }()
+	}
+	wg.Wait()
+	return nil
+}
+
+// Geo returns the GeoIP reloader, or nil when no database is configured.
+func (e *Enricher) Geo() *geo.Reloader { return e.geo }
+
+// Index returns the current identifier index (nil without inventory).
+func (e *Enricher) Index() *ident.Index { return e.index.Load() }
+
+// Worker enriches records on one goroutine, reusing its scratch state.
+type Worker struct {
+	e       *Enricher
+	idx     *ident.Index
+	scanner *ident.Scanner
+}
+
+// NewWorker returns a Worker; create one per goroutine.
+func (e *Enricher) NewWorker() *Worker { return &Worker{e: e} }
+
+// Enrich fills rec.Enrichment in place. The identifier matches it appends are
+// owned by the Worker and reused by the next call: encode or clone rec before
+// enriching the next record.
+func (w *Worker) Enrich(rec *flowpb.FlowRecord) {
+	en := rec.Enrichment
+	if en == nil {
+		en = &flowpb.Enrichment{}
+		rec.Enrichment = en
+	}
+	en.Matches = en.Matches[:0]
+	en.EnrichedNs = w.e.now().UnixNano()
+	src, dst := schema.Addr(rec.SrcAddr), schema.Addr(rec.DstAddr)
+	if g := w.e.geo; g != nil {
+		en.SrcGeo = lookupInto(g, src, en.SrcGeo)
+		en.DstGeo = lookupInto(g, dst, en.DstGeo)
+	}
+	if inv := w.e.inv; inv != nil {
+		if en.Device == nil {
+			en.Device = &flowpb.Device{}
+		}
+		if !inv.Attribute(rec.SrcMac, src, en.Device) {
+			en.Device = nil
+			mNoDev.Inc()
+		}
+	}
+	en.Cleartext = len(rec.Snippets) > 0 && rec.Tls == nil
+	if idx := w.e.index.Load(); idx != nil {
+		if idx != w.idx {
+			w.idx, w.scanner = idx, idx.NewScanner()
+		}
+		if n := w.scanner.ScanRecord(rec); n > 0 {
+			mMatches.Add(float64(n))
+		}
+	}
+	mRecords.Inc()
+}
+
+func lookupInto(g *geo.Reloader, a netip.Addr, out *flowpb.Geo) *flowpb.Geo {
+	if !a.IsValid() {
+		return nil
+	}
+	if out == nil {
+		out = &flowpb.Geo{}
+	}
+	g.Lookup(a, out)
+	return out
+}
