@@ -48,12 +48,12 @@ func checkHTTPInfo(t *testing.T, out *flowpb.HTTPInfo) {
 		t.Fatalf("HTTP output over bounds: %d headers, %d body, %d path", len(out.Headers), len(out.BodyPrefix), len(out.Path))
 	}
 	for _, s := range []string{out.Method, out.Host, out.Path, out.UserAgent, out.ContentType, out.ContentEncoding} {
-		if !utf8.ValidString(s) {
+		if !utf8.ValidString(s) || len(s) > 4*max(MaxHTTPPath, MaxHTTPHeaderValue) {
 			t.Fatalf("invalid UTF-8 %q", s)
 		}
 	}
 	for _, h := range out.Headers {
-		if !utf8.ValidString(h.Name) || !utf8.ValidString(h.Value) || len(h.Value) > 4*MaxHTTPHeaderValue {
+		if !utf8.ValidString(h.Name) || !utf8.ValidString(h.Value) || len(h.Value) > 4*MaxHTTPHeaderValue || len(h.Name) > 4*MaxHTTPHeaderName {
 			t.Fatalf("bad header %q: %q", h.Name, h.Value)
 		}
 	}

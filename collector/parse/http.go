@@ -23,7 +23,9 @@ const maxMethod = 24
 // the request line (Method, Path including the query string), Host,
 // User-Agent, Content-Type and Content-Encoding, the other headers in order
 // (at most MaxHTTPHeaders, values cut at MaxHTTPHeaderValue bytes) and, after
-// the blank line, up to MaxHTTPBodyPrefix body bytes.
+// the blank line, up to MaxHTTPBodyPrefix body bytes. Header names are cut at
+// MaxHTTPHeaderName and all values (Host and User-Agent included) at
+// MaxHTTPHeaderValue bytes.
 //
 // Header names are kept as sent. Line endings may be CRLF or bare LF. When the
 // bytes end inside the header block, the complete lines are decoded and
@@ -65,7 +67,13 @@ func HTTPRequest(b []byte, out *flowpb.HTTPInfo) error {
 			continue // not a header field; tolerate like most servers do
 		}
 		name := line[:colon]
+		if len(name) > MaxHTTPHeaderName {
+			name = name[:MaxHTTPHeaderName]
+		}
 		value := bytes.TrimRight(bytes.TrimLeft(line[colon+1:], " \t"), " \t")
+		if len(value) > MaxHTTPHeaderValue {
+			value = value[:MaxHTTPHeaderValue]
+		}
 		switch {
 		case asciiEqualFold(name, "host"):
 			out.Host = textString(value, out.Host)
@@ -78,9 +86,6 @@ func HTTPRequest(b []byte, out *flowpb.HTTPInfo) error {
 		default:
 			if len(out.Headers) >= MaxHTTPHeaders {
 				continue
-			}
-			if len(value) > MaxHTTPHeaderValue {
-				value = value[:MaxHTTPHeaderValue]
 			}
 			out.Headers = appendHeader(out.Headers, name, value)
 		}

@@ -145,6 +145,7 @@ func TestHTTPHostile(t *testing.T) {
 	// Bounds: header count, value length, path length; invalid UTF-8 escaped.
 	var b strings.Builder
 	b.WriteString("POST /" + strings.Repeat("p", 5000) + " HTTP/1.1\r\nHost: h\xff\r\n")
+	b.WriteString("User-Agent: " + strings.Repeat("u", 3000) + "\r\n" + strings.Repeat("N", 3000) + ": v\r\n")
 	for i := 0; i < 100; i++ {
 		b.WriteString("X-" + strconv.Itoa(i) + ": " + strings.Repeat("v", 1000) + "\r\n")
 	}
@@ -153,9 +154,10 @@ func TestHTTPHostile(t *testing.T) {
 	if err := HTTPRequest([]byte(b.String()), &out); err != nil {
 		t.Fatal(err)
 	}
-	if len(out.Headers) != MaxHTTPHeaders || len(out.Headers[0].Value) != MaxHTTPHeaderValue || len(out.Path) != MaxHTTPPath ||
+	if len(out.Headers) != MaxHTTPHeaders || len(out.Headers[0].Name) != MaxHTTPHeaderName || len(out.Headers[1].Value) != MaxHTTPHeaderValue ||
+		len(out.UserAgent) != MaxHTTPHeaderValue || len(out.Path) != MaxHTTPPath ||
 		len(out.BodyPrefix) != MaxHTTPBodyPrefix || out.Host != `h\255` {
-		t.Errorf("bounds: %d headers, value %d, path %d, body %d, host %q", len(out.Headers), len(out.Headers[0].Value), len(out.Path), len(out.BodyPrefix), out.Host)
+		t.Errorf("bounds: %d headers, value %d, path %d, body %d, host %q", len(out.Headers), len(out.Headers[1].Value), len(out.Path), len(out.BodyPrefix), out.Host)
 	}
 }
 

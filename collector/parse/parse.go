@@ -47,6 +47,8 @@ const (
 	maxNamePointers = 16
 	// MaxHTTPHeaders is the most "other" headers kept per request.
 	MaxHTTPHeaders = 32
+	// MaxHTTPHeaderName is the longest header name kept (longer ones are cut).
+	MaxHTTPHeaderName = 128
 	// MaxHTTPHeaderValue is the longest header value kept (longer ones are cut).
 	MaxHTTPHeaderValue = 512
 	// MaxHTTPPath is the longest request target kept (longer ones are cut).
