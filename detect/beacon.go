@@ -32,8 +32,10 @@ type pair struct {
 
 	bins      [24]uint32 // connections per bin
 	binDur    [24]uint32 // seconds of connection time per bin
-	binIdx    [24]int64  // absolute bin number held by each slot
+	binIdx    [24]int32  // absolute bin number held by each slot (bins since the epoch)
 	lastTs    uint32     // last connection start added
+	sumConns  uint32     // sum of bins over all slots (>= the window's)
+	sumSecs   uint32     // sum of binDur over all slots (>= the window's)
 	lastSeen  int64
 	nextScore int64 // record time of the next allowed rescore
 	dirty     bool  // connections added since the last score
@@ -55,8 +57,10 @@ func (e *Engine) binLen() int64 { return int64(e.cfg.Beacon.Window) / 24 }
 // slot returns the slot of absolute bin b, clearing it if it held an older bin.
 func (p *pair) slot(b int64) int {
 	i := int(b % 24)
-	if p.binIdx[i] != b {
-		p.binIdx[i], p.bins[i], p.binDur[i] = b, 0, 0
+	if int64(p.binIdx[i]) != b {
+		p.sumConns -= p.bins[i]
+		p.sumSecs -= p.binDur[i]
+		p.binIdx[i], p.bins[i], p.binDur[i] = int32(b), 0, 0
 	}
 	return i
 }
@@ -65,7 +69,7 @@ func (p *pair) slot(b int64) int {
 // out (others as zero) and returns total connections and seconds.
 func (p *pair) window(cur int64, out *[24]uint32) (conns, secs uint64) {
 	for i := range p.bins {
-		if b := p.binIdx[i]; b > cur-24 && b <= cur {
+		if b := int64(p.binIdx[i]); b > cur-24 && b <= cur {
 			out[i] = p.bins[i]
 			conns += uint64(p.bins[i])
 			secs += uint64(p.binDur[i])
@@ -126,7 +130,9 @@ func (e *Engine) beaconPair(d *device, k pairKey, rec *flowpb.FlowRecord, ts int
 	}
 	if ts > from {
 		i := p.slot(cur)
-		p.binDur[i] = satAdd32(p.binDur[i], uint64((ts-from)/int64(time.Second)))
+		old := p.binDur[i]
+		p.binDur[i] = satAdd32(old, uint64((ts-from)/int64(time.Second)))
+		p.sumSecs += p.binDur[i] - old
 	}
 	if ts > p.flowEnd || newConn {
 		p.flowEnd = ts
@@ -135,7 +141,10 @@ func (e *Engine) beaconPair(d *device, k pairKey, rec *flowpb.FlowRecord, ts int
 		p.flowFirst = first
 		if b := first / bl; b > cur-24 {
 			i := p.slot(b)
-			p.bins[i]++
+			if p.bins[i] < 1<<32-1 {
+				p.bins[i]++
+				p.sumConns++
+			}
 		}
 		sec := uint32(first / int64(time.Second))
 		if sec != p.lastTs {
@@ -152,14 +161,19 @@ func (e *Engine) beaconPair(d *device, k pairKey, rec *flowpb.FlowRecord, ts int
 		}
 	}
 
-	var bins [24]uint32
-	conns, secs := p.window(cur, &bins)
-	if c.StrobeEnabled && conns >= uint64(c.StrobeConnections) {
-		e.raiseStrobe(d, k, p, rec, ts, conns, emit)
-		return // RITA drops strobes from the other analyses
-	}
-	if c.LongConnEnabled && secs >= uint64(c.LongConnThresholds[0]/time.Second) {
-		e.raiseLongConn(d, k, p, rec, ts, secs, emit)
+	// The running sums bound the window's totals from above, so the exact
+	// (24-slot) window sums are only computed when a threshold may be met.
+	strobeMin, longMin := uint64(c.StrobeConnections), uint64(c.LongConnThresholds[0]/time.Second)
+	if (c.StrobeEnabled && uint64(p.sumConns) >= strobeMin) || (c.LongConnEnabled && uint64(p.sumSecs) >= longMin) {
+		var bins [24]uint32
+		conns, secs := p.window(cur, &bins)
+		if c.StrobeEnabled && conns >= strobeMin {
+			e.raiseStrobe(d, k, p, rec, ts, conns, emit)
+			return // RITA drops strobes from the other analyses
+		}
+		if c.LongConnEnabled && secs >= longMin {
+			e.raiseLongConn(d, k, p, rec, ts, secs, emit)
+		}
 	}
 	if c.Enabled && p.dirty && ts >= p.nextScore {
 		e.scorePair(d, k, p, rec, ts, emit)
@@ -184,7 +198,10 @@ type BeaconScore struct {
 }
 
 // scoreBeacon computes the RITA v5 score of p for the window ending at now.
-func (e *Engine) scoreBeacon(p *pair, now int64) (BeaconScore, bool) {
+//
+// With gate set it returns false early when the cheap histogram and
+// duration scores already rule out reaching the threshold.
+func (e *Engine) scoreBeacon(p *pair, now int64, gate bool) (BeaconScore, bool) {
 	c := e.cfg.Beacon
 	win := int64(c.Window)
 	lo := uint32(max(now-win, 0) / int64(time.Second))
@@ -214,7 +231,7 @@ func (e *Engine) scoreBeacon(p *pair, now int64) (BeaconScore, bool) {
 	if len(p.ts) == c.MaxTimestamps {
 		for i := range bins {
 			if bins[i] > 0 {
-				first = min(first, float64(p.binIdx[i]*bl/int64(time.Second)))
+				first = min(first, float64(int64(p.binIdx[i])*bl/int64(time.Second)))
 			}
 		}
 	}
@@ -223,11 +240,16 @@ func (e *Engine) scoreBeacon(p *pair, now int64) (BeaconScore, bool) {
 	dataMin := float64(max(e.dataMin, now-win) / int64(time.Second))
 	var s BeaconScore
 	s.Connections = len(ts)
+	s.Histogram = rita.HistogramScore(&bins, rita.DefaultHistogramParams)
+	s.Duration = rita.DurationScore(&bins, first, last, dataMin, dataMax, rita.DefaultDurationParams)
+	// The timestamp and size scores are at most 1 each and cost two sorts;
+	// skip them when even perfect values could not reach the threshold.
+	if gate && 0.25*(2+s.Histogram+s.Duration) < c.Threshold {
+		return s, false
+	}
 	scratch := e.scratch[len(ts):cap(e.scratch)]
 	s.Timestamp = rita.TimestampScore(ts, scratch)
 	s.DataSize = rita.DataSizeScore(sizes, scratch)
-	s.Histogram = rita.HistogramScore(&bins, rita.DefaultHistogramParams)
-	s.Duration = rita.DurationScore(&bins, first, last, dataMin, dataMax, rita.DefaultDurationParams)
 	s.Total = rita.Round3(0.25*s.Timestamp + 0.25*s.DataSize + 0.25*s.Histogram + 0.25*s.Duration)
 	return s, true
 }
@@ -235,7 +257,7 @@ func (e *Engine) scoreBeacon(p *pair, now int64) (BeaconScore, bool) {
 func (e *Engine) scorePair(d *device, k pairKey, p *pair, rec *flowpb.FlowRecord, now int64, emit func(*flowpb.Alert)) {
 	p.dirty = false
 	p.nextScore = now + int64(e.cfg.Beacon.ScoreInterval)
-	s, ok := e.scoreBeacon(p, now)
+	s, ok := e.scoreBeacon(p, now, true)
 	if !ok || s.Total < e.cfg.Beacon.Threshold {
 		return
 	}

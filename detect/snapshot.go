@@ -47,8 +47,9 @@ type snapPair struct {
 	TS, Sizes           []uint32
 	Head                int
 	Bins, BinDur        [24]uint32
-	BinIdx              [24]int64
+	BinIdx              [24]int32
 	LastTs              uint32
+	SumConns, SumSecs   uint32
 	LastSeen, NextScore int64
 	Dirty               bool
 	FlowFirst, FlowEnd  int64
@@ -140,7 +141,7 @@ func snapDev(d *device) snapDevice {
 	}
 	for k, p := range d.pairs {
 		sd.Pairs = append(sd.Pairs, snapPair{Addr: k.addr, Host: k.host, TS: p.ts, Sizes: p.sizes, Head: p.head,
-			Bins: p.bins, BinDur: p.binDur, BinIdx: p.binIdx, LastTs: p.lastTs, LastSeen: p.lastSeen,
+			Bins: p.bins, BinDur: p.binDur, BinIdx: p.binIdx, LastTs: p.lastTs, SumConns: p.sumConns, SumSecs: p.sumSecs, LastSeen: p.lastSeen,
 			NextScore: p.nextScore, Dirty: p.dirty, FlowFirst: p.flowFirst, FlowEnd: p.flowEnd,
 			DstAddr: p.addr, Port: p.port, ASN: p.asn, Country: p.country, Org: p.org})
 	}
@@ -192,7 +193,7 @@ func (e *Engine) Restore(r io.Reader) error {
 		}
 		for _, sp := range sd.Pairs {
 			p := &pair{ts: sp.TS, sizes: sp.Sizes, head: sp.Head, bins: sp.Bins, binDur: sp.BinDur, binIdx: sp.BinIdx,
-				lastTs: sp.LastTs, lastSeen: sp.LastSeen, nextScore: sp.NextScore, dirty: sp.Dirty,
+				lastTs: sp.LastTs, sumConns: sp.SumConns, sumSecs: sp.SumSecs, lastSeen: sp.LastSeen, nextScore: sp.NextScore, dirty: sp.Dirty,
 				flowFirst: sp.FlowFirst, flowEnd: sp.FlowEnd, addr: sp.DstAddr, port: sp.Port, host: sp.Host,
 				asn: sp.ASN, country: sp.Country, org: sp.Org}
 			if len(p.ts) != len(p.sizes) || len(p.ts) > e.cfg.Beacon.MaxTimestamps || p.head >= max(len(p.ts), 1) {
