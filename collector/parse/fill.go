@@ -223,7 +223,9 @@ func (s *scratch) tcpStream(snips []*flowpb.Snippet, dir flowpb.Direction, buf *
 	for i := 0; i < len(snips) && !truncated && len(out) < maxStream; i++ {
 		var found *flowpb.Snippet
 		for _, c := range snips {
-			if c == nil || c.Direction != dir || len(c.Data) == 0 {
+			// A snippet at the base's own offset is a retransmission of the
+			// first segment, or the offsets are unknown (all 0): never join.
+			if c == nil || c.Direction != dir || len(c.Data) == 0 || c.StreamOffset == base.StreamOffset {
 				continue
 			}
 			lo, hi := uint64(c.StreamOffset), uint64(c.StreamOffset)+uint64(len(c.Data))

@@ -112,3 +112,28 @@ func TestFillDNSOverTCP(t *testing.T) {
 		t.Fatalf("DNS over TCP: %v", rec.Dns)
 	}
 }
+
+func TestTCPStream(t *testing.T) {
+	sn := func(dir flowpb.Direction, off uint32, b string, trunc bool) *flowpb.Snippet {
+		return &flowpb.Snippet{Direction: dir, StreamOffset: off, Data: []byte(b), Truncated: trunc}
+	}
+	tests := []struct {
+		name  string
+		snips []*flowpb.Snippet
+		want  string
+	}{
+		{"contiguous", []*flowpb.Snippet{sn(dirOut, 1, "0123", false), sn(dirOut, 5, "4567", false), sn(dirOut, 9, "89", false)}, "0123456789"},
+		{"out of order in slice", []*flowpb.Snippet{sn(dirOut, 1, "0123", false), sn(dirOut, 9, "89", false), sn(dirOut, 5, "4567", false)}, "0123456789"},
+		{"overlap trimmed", []*flowpb.Snippet{sn(dirOut, 1, "0123", false), sn(dirOut, 3, "234567", false)}, "01234567"},
+		{"other direction ignored", []*flowpb.Snippet{sn(dirIn, 1, "xxxx", false), sn(dirOut, 1, "0123", false), sn(dirIn, 5, "yyyy", false), sn(dirOut, 5, "45", false)}, "012345"},
+		{"gap stops", []*flowpb.Snippet{sn(dirOut, 1, "0123", false), sn(dirOut, 6, "5678", false)}, "0123"},
+		{"truncated stops", []*flowpb.Snippet{sn(dirOut, 1, "01", true), sn(dirOut, 5, "4567", false)}, "01"},
+		{"unknown offsets (all 0) never joined", []*flowpb.Snippet{sn(dirOut, 0, "0123", false), sn(dirOut, 0, "0123456789", false)}, "0123"},
+	}
+	for _, tc := range tests {
+		var s scratch
+		if got := s.tcpStream(tc.snips, dirOut, &s.stream); string(got) != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
