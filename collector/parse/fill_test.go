@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
@@ -136,4 +138,26 @@ func TestTCPStream(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
+}
+
+func TestFillMetrics(t *testing.T) {
+	hello := goClientHello(t, &tls.Config{ServerName: "metrics.example"})
+	ok0, part0 := counterValue(t, tlsOutcome.ok), counterValue(t, tlsOutcome.partial)
+	Fill(&flowpb.FlowRecord{Protocol: protoTCP, DstPort: 443, Snippets: segments(dirOut, hello, len(hello))})
+	Fill(&flowpb.FlowRecord{Protocol: protoTCP, DstPort: 443, Snippets: []*flowpb.Snippet{{Direction: dirOut, Data: hello[:200], Truncated: true}}})
+	if d := counterValue(t, tlsOutcome.ok) - ok0; d != 1 {
+		t.Errorf("ok counter moved by %v, want 1", d)
+	}
+	if d := counterValue(t, tlsOutcome.partial) - part0; d != 1 {
+		t.Errorf("partial counter moved by %v, want 1", d)
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

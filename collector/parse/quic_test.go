@@ -167,6 +167,16 @@ func TestQUICFromQuicGo(t *testing.T) {
 				t.Fatalf("Fill on 400-byte snippets: %v", cut.Tls)
 			}
 
+			// The first two datagrams coalesced into one (two Initial
+			// packets back to back) carry the whole ClientHello.
+			if len(dgrams) >= 2 {
+				var co flowpb.TLSInfo
+				if err := QUICInitial(slices.Concat(dgrams[0], dgrams[1]), &co); err != nil {
+					t.Fatalf("coalesced Initials: %v", err)
+				}
+				check(t, &co, "coalesced")
+			}
+
 			// A flipped payload bit fails authentication.
 			bad := slices.Clone(dgrams[0])
 			bad[len(bad)-20] ^= 1
