@@ -1,0 +1,132 @@
+package bpf
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/exfilwatch/exfilwatch/collector/flow"
+)
+
+// decodeEventHdr hand-decodes struct event_hdr; check it against the layout
+// bpf2go generated from the object's BTF.
+func TestDecodeEventHdrMatchesBTFLayout(t *testing.T) {
+	var h flowEventHdr
+	if got := unsafe.Sizeof(h); got != 72 || eventHdrBytes != 72 {
+		t.Fatalf("event_hdr is %d bytes, decoder assumes 72", got)
+	}
+	want := flowEventHdr{Ts: 0x0102030405060708, Index: 7, Offset: 0x11223344, Len: 5, PayloadLen: 9, Type: evSnippet, Flags: evFTruncated}
+	want.Key.Src[0], want.Key.Src[15] = 0xaa, 0xab
+	want.Key.Dst[0], want.Key.Dst[15] = 0xba, 0xbb
+	want.Key.Sport, want.Key.Dport, want.Key.Proto, want.Key.Ipver = 1234, 443, 6, 4
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.LittleEndian, &want); err != nil {
+		t.Fatal(err)
+	}
+	var got flowEventHdr
+	decodeEventHdr(buf.Bytes(), &got)
+	if got != want {
+		t.Fatalf("decoded %+v, want %+v", got, want)
+	}
+}
+
+type countSink struct{ updates, snippets, ends int }
+
+func (s *countSink) UpdateFlow(flow.Key, flow.DirStats) { s.updates++ }
+func (s *countSink) Snippet(flow.PacketSnippet)         { s.snippets++ }
+func (s *countSink) EndFlow(flow.Key, bool)             { s.ends++ }
+
+func TestHandleEventMalformed(t *testing.T) {
+	p := &Probe{}
+	s := &countSink{}
+	ok := make([]byte, eventHdrBytes+3)
+	ok[64] = evSnippet
+	ok[56] = 3 // len
+	p.handleEvent(ok, s)
+	long := append([]byte(nil), ok...)
+	long[56] = 4 // claims more data than the record holds
+	p.handleEvent(long, s)
+	p.handleEvent(ok[:10], s)
+	unknown := append([]byte(nil), ok...)
+	unknown[64] = 9
+	p.handleEvent(unknown, s)
+	if s.snippets != 1 || p.stats.eventsMalformed.Load() != 3 || p.stats.eventsRead.Load() != 4 {
+		t.Fatalf("snippets %d malformed %d read %d, want 1 3 4", s.snippets, p.stats.eventsMalformed.Load(), p.stats.eventsRead.Load())
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	for _, c := range []struct {
+		key string
+		mod func(*Config)
+	}{
+		{"max_flows:", func(c *Config) { c.MaxFlows = 0 }},
+		{"snippet_bytes:", func(c *Config) { c.SnippetBytes = MaxSnippetBytes + 1 }},
+		{"snippet_bytes:", func(c *Config) { c.SnippetBytes = 0 }},
+		{"ring_buffer_bytes:", func(c *Config) { c.RingBufferBytes = 5000 }},
+		{"poll_interval:", func(c *Config) { c.PollInterval = 0 }},
+		{"idle_timeout:", func(c *Config) { c.IdleTimeout = -time.Second }},
+		{"attach_mode:", func(c *Config) { c.AttachMode = "xdp" }},
+	} {
+		cfg := DefaultConfig()
+		c.mod(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.HasPrefix(err.Error(), c.key) {
+			t.Errorf("%s: got %v", c.key, err)
+		}
+	}
+	if _, err := Load(Config{}); err == nil || !strings.Contains(err.Error(), "max_flows") {
+		t.Errorf("Load with a zero config: %v", err)
+	}
+}
+
+// Entries idle longer than the timeout are reported with their final
+// counters and removed; active ones are reported and kept.
+func TestPollExpiresIdleEntries(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.IdleTimeout = 100 * time.Millisecond
+	p := loadTestProbe(t, cfg)
+	old := eth4(ipv4(a4, b4, udpSeg(1, 2, payload(10)), v4opts{}))
+	p.runPkt(t, false, 0, old)
+	p.runPkt(t, false, 0, old)
+	time.Sleep(250 * time.Millisecond)
+	p.runPkt(t, false, 0, eth4(ipv4(a4, b4, udpSeg(3, 4, payload(10)), v4opts{})))
+
+	s := newRecSink()
+	w := newWalker(p)
+	w.poll(s)
+	if len(s.updates) != 2 || s.updates[key(a4, b4, 1, 2, 17)].Packets != 2 || s.updates[key(a4, b4, 3, 4, 17)].Packets != 1 {
+		t.Fatalf("updates %+v", s.updates)
+	}
+	left := p.dumpFlows(t)
+	if _, ok := left[key(a4, b4, 3, 4, 17)]; len(left) != 1 || !ok {
+		t.Fatalf("after poll the table holds %v, want only the active flow", keysOf(left))
+	}
+	c := p.Counters()
+	if c["flows_expired"] != 1 || c["flow_entries"] != 1 || c["flows_reported"] != 2 || c["lru_evictions"] != 0 {
+		t.Fatalf("counters %v", c)
+	}
+}
+
+// A full LRU table evicts; the loss is visible as lru_evictions.
+func TestLRUEvictionsCounted(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxFlows = 64
+	p := loadTestProbe(t, cfg)
+	pkt := eth4(ipv4(a4, b4, udpSeg(1, 2, payload(10)), v4opts{}))
+	const n = 1000
+	for i := 0; i < n; i++ {
+		binary.BigEndian.PutUint16(pkt[14+20:], uint16(1000+i)) // source port
+		p.runPkt(t, false, 0, pkt)
+	}
+	newWalker(p).poll(&countSink{})
+	c := p.Counters()
+	if c["flows_created"] != n || c["flow_entries"] > 64 || c["lru_evictions"] != n-c["flow_entries"] || c["flow_insert_failures"] != 0 {
+		t.Fatalf("counters %v", c)
+	}
+}
