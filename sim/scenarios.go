@@ -222,6 +222,19 @@ func (c *Corpus) leaks() {
 			leakers = append(leakers, d)
 		}
 	}
+	// Apps leak at launch and on events: each leaking device leaks in a few
+	// short app sessions, not at random times all day (which would look
+	// like a beacon).
+	sessions := map[string][]time.Time{}
+	for _, d := range leakers {
+		for i := 0; i < 3; i++ {
+			sessions[d.ID] = append(sessions[d.ID], c.randTime(o.Learning, o.Duration-time.Hour))
+		}
+	}
+	leakTime := func(d *Device) time.Time {
+		s := sessions[d.ID][c.r.IntN(3)]
+		return s.Add(time.Duration(c.r.Int64N(int64(10 * time.Minute))))
+	}
 	k := 0
 	for ti := range leakers[0].Identifiers() {
 		for _, carrier := range append(append([]string{}, httpCarriers...), nameCarriers...) {
@@ -235,8 +248,7 @@ func (c *Corpus) leaks() {
 						continue
 					}
 				}
-				t := c.randTime(o.Learning, o.Duration)
-				c.leakFlow(t, d, id.Type, f, carrier)
+				c.leakFlow(leakTime(d), d, id.Type, f, carrier)
 			}
 		}
 	}
@@ -266,6 +278,8 @@ func (c *Corpus) leakFlow(t time.Time, d *Device, typ string, f Form, carrier st
 	host := collector.Host
 	var src, srv endpoint
 	var proto uint8 = 6
+	// The identifier itself travels in clear in every observable carrier:
+	// HTTP without TLS, DNS names, and the SNI of TLS and QUIC.
 	cleartext := true
 	switch carrier {
 	case "http-get-query":
@@ -301,15 +315,13 @@ func (c *Corpus) leakFlow(t time.Time, d *Device, typ string, f Form, carrier st
 		c.wire.udpExchange(t, src, srv, q, dnsAnswer(q, collector.IP, 0), 10*time.Millisecond)
 	case "tls-sni":
 		src, srv = c.tlsFlow(t, d, collector, f.Value+"."+host, 400, 2000)
-		cleartext = false
 	case "quic-sni":
 		pkt := quicInitial([]byte(fmt.Sprintf("%08x", c.r.Uint32())), []byte("simscid0"), clientHello(f.Value+"."+host, []string{"h3"}))
 		src, srv = c.dev(d), c.remote(collector, 443)
 		proto = 17
-		cleartext = false
 		c.wire.udpExchange(t, src, srv, pkt, c.opaque(1200), c.rtt())
 	}
-	c.Truth = append(c.Truth, c.truth("leak", d, []string{"identifier_leak"}, src, srv, proto, t, func(tr *Truth) {
+	c.Truth = append(c.Truth, c.truth("leak", d, []string{"identifier_leak", "identifiers_over_cleartext"}, src, srv, proto, t, func(tr *Truth) {
 		tr.IdentifierType, tr.Form, tr.Carrier, tr.Cleartext = typ, f.Name, carrier, cleartext
 	}))
 }

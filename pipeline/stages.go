@@ -1,0 +1,436 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/exfilwatch/exfilwatch/bpf"
+	"github.com/exfilwatch/exfilwatch/collector"
+	"github.com/exfilwatch/exfilwatch/collector/flow"
+	"github.com/exfilwatch/exfilwatch/collector/parse"
+	"github.com/exfilwatch/exfilwatch/detect"
+	"github.com/exfilwatch/exfilwatch/enrich"
+	"github.com/exfilwatch/exfilwatch/schema"
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+	"github.com/exfilwatch/exfilwatch/sink/clickhouse"
+	"github.com/exfilwatch/exfilwatch/sink/webhook"
+	"github.com/exfilwatch/exfilwatch/transport"
+)
+
+// Counters are progress counters a caller (the demo, tests) can watch.
+type Counters struct {
+	Collected, Enriched, Detected, Alerts, SunkFlows, SunkAlerts, DeadLetters atomic.Int64
+}
+
+// RecordWriter batches records into a transport.Writer from any goroutine.
+// Emit encodes at once (so callers may reuse their record) and hands full
+// batches to a background goroutine, so encoding overlaps with the broker's
+// acknowledgement of the previous batch.
+type RecordWriter struct {
+	ctx    context.Context
+	format transport.Format
+	size   int
+	mu     sync.Mutex
+	batch  []transport.Message
+	ch     chan []transport.Message
+	done   chan struct{}
+	err    atomic.Pointer[error]
+}
+
+// NewRecordWriter starts a writer goroutine; Close flushes and stops it.
+// count, if not nil, is increased by the records acknowledged.
+func NewRecordWriter(ctx context.Context, w transport.Writer, batch int, count *atomic.Int64) *RecordWriter {
+	rw := &RecordWriter{ctx: ctx, size: max(batch, 1), ch: make(chan []transport.Message, 2), done: make(chan struct{})}
+	if fw, ok := w.(transport.FormatWriter); ok {
+		rw.format = fw.Format()
+	}
+	go func() {
+		defer close(rw.done)
+		for b := range rw.ch {
+			if rw.err.Load() != nil {
+				continue
+			}
+			if err := w.Write(ctx, b); err != nil {
+				rw.err.Store(&err)
+				continue
+			}
+			if count != nil {
+				count.Add(int64(len(b)))
+			}
+		}
+	}()
+	return rw
+}
+
+// Emit encodes m and queues it for writing.
+func (rw *RecordWriter) Emit(m proto.Message) error {
+	if e := rw.err.Load(); e != nil {
+		return *e
+	}
+	v, err := transport.AppendEncoded(nil, m, rw.format)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	k := transport.DefaultKey(nil, m)
+	rw.mu.Lock()
+	rw.batch = append(rw.batch, transport.Message{Key: k, Value: v, Format: rw.format})
+	var full []transport.Message
+	if len(rw.batch) >= rw.size {
+		full, rw.batch = rw.batch, make([]transport.Message, 0, rw.size)
+	}
+	rw.mu.Unlock()
+	if full != nil {
+		select {
+		case rw.ch <- full:
+		case <-rw.ctx.Done():
+			return rw.ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Close writes what is queued, waits for the acknowledgements and returns
+// the first write error.
+func (rw *RecordWriter) Close() error {
+	rw.mu.Lock()
+	last := rw.batch
+	rw.batch = nil
+	rw.mu.Unlock()
+	if len(last) > 0 {
+		select {
+		case rw.ch <- last:
+		case <-rw.ctx.Done():
+		}
+	}
+	close(rw.ch)
+	<-rw.done
+	if e := rw.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// CollectPcap replays a capture file through the collector's flow table and
+// parsers and writes the flow records to out.
+func CollectPcap(ctx context.Context, cfg *Config, path string, out transport.Writer, cnt *Counters, log *slog.Logger) (collector.Stats, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return collector.Stats{}, fmt.Errorf("pcap: %w", err)
+	}
+	defer f.Close()
+	rw := NewRecordWriter(ctx, out, cfg.Kafka.BatchSize, counter(cnt, func(c *Counters) *atomic.Int64 { return &c.Collected }))
+	st, rerr := collector.ReadPcap(ctx, f, cfg.Collector, func(rec *flowpb.FlowRecord) error { return rw.Emit(rec) }, collector.WithParse(parse.Fill))
+	werr := rw.Close()
+	log.Info("pcap replayed", "file", path, "packets", st.Packets, "counted", st.Counted, "flows", st.Flows, "records", st.Records)
+	return st, errors.Join(rerr, werr)
+}
+
+func counter(c *Counters, f func(*Counters) *atomic.Int64) *atomic.Int64 {
+	if c == nil {
+		return nil
+	}
+	return f(c)
+}
+
+// CollectLive loads the eBPF probe, attaches it to the configured interfaces
+// and writes flow records to out until ctx ends, then exports the flows
+// still open.
+func CollectLive(ctx context.Context, cfg *Config, out transport.Writer, cnt *Counters, log *slog.Logger) error {
+	if len(cfg.Collector.Interfaces) == 0 {
+		return fmt.Errorf("collector.interfaces: no interface to capture on (use --iface or --pcap)")
+	}
+	probe, err := bpf.Load(cfg.BPF)
+	if err != nil {
+		return err
+	}
+	defer probe.Close()
+	for _, ifname := range cfg.Collector.Interfaces {
+		if err := probe.Attach(ifname); err != nil {
+			return err
+		}
+	}
+	rw := NewRecordWriter(context.WithoutCancel(ctx), out, cfg.Kafka.BatchSize, counter(cnt, func(c *Counters) *atomic.Int64 { return &c.Collected }))
+	table := flow.NewTable(cfg.Collector.TableConfig(parse.Fill), func(rec *flowpb.FlowRecord) error { return rw.Emit(rec) })
+	log.Info("capturing", "interfaces", cfg.Collector.Interfaces)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); table.Run(ctx, cfg.Collector.ExpireInterval) }()
+	rerr := probe.Run(ctx, table)
+	wg.Wait()
+	ferr := table.Flush(flowpb.EndReason_END_REASON_SHUTDOWN)
+	werr := rw.Close()
+	if errors.Is(rerr, context.Canceled) {
+		rerr = nil
+	}
+	return errors.Join(rerr, ferr, werr)
+}
+
+// Enrich runs the enrich stage: raw flow records in, enriched records out.
+func Enrich(ctx context.Context, cfg *Config, in transport.Reader, out, dlq transport.Writer, cnt *Counters, log *slog.Logger) error {
+	e, err := enrich.New(cfg.GeoIP, cfg.Inventory, cfg.Identifiers, log)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go e.Run(rctx)
+	w := e.NewWorker()
+	return transport.Run(ctx, cfg.Kafka, in, out, dlq, transport.Stage[*flowpb.FlowRecord, *flowpb.FlowRecord]{
+		Name: "enrich",
+		Log:  log,
+		Process: func(_ context.Context, rec *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
+			w.Enrich(rec)
+			emit(rec)
+			if cnt != nil {
+				cnt.Enriched.Add(1)
+			}
+			return nil
+		},
+	})
+}
+
+// Detector wraps a detect.Engine with its persistence and periodic flush.
+type Detector struct {
+	Engine   *detect.Engine
+	cfg      DetectStateConfig
+	log      *slog.Logger
+	lastSave time.Time
+	lastFl   time.Time
+}
+
+// NewDetector builds the engine and restores its snapshot if there is one.
+func NewDetector(cfg *Config, log *slog.Logger) (*Detector, error) {
+	eng, err := detect.New(cfg.Detect)
+	if err != nil {
+		return nil, err
+	}
+	d := &Detector{Engine: eng, cfg: cfg.DetectState, log: log, lastSave: time.Now(), lastFl: time.Now()}
+	if p := cfg.DetectState.SnapshotPath; p != "" {
+		f, err := os.Open(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			log.Info("no detector snapshot yet; starting empty", "path", p)
+		case err != nil:
+			return nil, fmt.Errorf("detect_state.snapshot_path: %w", err)
+		default:
+			err := eng.Restore(f)
+			f.Close()
+			if err != nil {
+				// A damaged snapshot must not stop detection: start empty, loudly.
+				log.Error("detector snapshot unreadable; starting with empty state", "path", p, "err", err)
+			} else {
+				log.Info("detector state restored", "path", p, "devices", eng.DeviceCount())
+			}
+		}
+	}
+	return d, nil
+}
+
+// Save writes the snapshot atomically (temp file + rename).
+func (d *Detector) Save() error {
+	p := d.cfg.SnapshotPath
+	if p == "" {
+		return nil
+	}
+	tmp := p + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("detector snapshot: %w", err)
+	}
+	if err := d.Engine.Snapshot(f); err != nil {
+		f.Close()
+		return fmt.Errorf("detector snapshot: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("detector snapshot: %w", err)
+	}
+	d.lastSave = time.Now()
+	return os.Rename(tmp, p)
+}
+
+// process runs one record and does the periodic housekeeping.
+func (d *Detector) process(rec *flowpb.FlowRecord, emit func(*flowpb.Alert)) {
+	d.Engine.Process(rec, emit)
+	if now := time.Now(); now.Sub(d.lastFl) >= d.cfg.FlushInterval {
+		d.lastFl = now
+		d.Engine.Flush(0, emit)
+		if d.cfg.SnapshotPath != "" && now.Sub(d.lastSave) >= d.cfg.SnapshotInterval {
+			if err := d.Save(); err != nil {
+				d.log.Error("saving detector state", "err", err)
+			}
+		}
+	}
+}
+
+// Detect runs the detect stage: enriched records in, alerts out. When a
+// finite input ends, every window is scored a last time and the remaining
+// alerts are written before it returns.
+func Detect(ctx context.Context, cfg *Config, in transport.Reader, out, dlq transport.Writer, cnt *Counters, log *slog.Logger) error {
+	d, err := NewDetector(cfg, log)
+	if err != nil {
+		return err
+	}
+	err = transport.Run(ctx, cfg.Kafka, in, out, dlq, transport.Stage[*flowpb.FlowRecord, *flowpb.Alert]{
+		Name: "detect",
+		Log:  log,
+		Process: func(_ context.Context, rec *flowpb.FlowRecord, emit func(*flowpb.Alert)) error {
+			d.process(rec, func(a *flowpb.Alert) {
+				emit(a)
+				if cnt != nil {
+					cnt.Alerts.Add(1)
+				}
+			})
+			if cnt != nil {
+				cnt.Detected.Add(1)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	// Run returned: a finite input ended or ctx was cancelled after draining.
+	// Score open windows once more and write what that raises.
+	ferr := d.FlushTo(context.WithoutCancel(ctx), out, cnt)
+	return errors.Join(ferr, d.Save())
+}
+
+// FlushTo scores every window at the engine's watermark and writes the
+// resulting alerts to out.
+func (d *Detector) FlushTo(ctx context.Context, out transport.Writer, cnt *Counters) error {
+	rw := NewRecordWriter(ctx, out, 1000, nil)
+	var emitErr error
+	d.Engine.Flush(0, func(a *flowpb.Alert) {
+		if cnt != nil {
+			cnt.Alerts.Add(1)
+		}
+		if err := rw.Emit(a); err != nil && emitErr == nil {
+			emitErr = err
+		}
+	})
+	return errors.Join(emitErr, rw.Close())
+}
+
+// AlertSink stores alerts: ClickHouse (if configured), webhooks (if any), and
+// a copy writer (a JSON-lines file, for the demo). Webhook dead letters go to
+// dlq. It returns nil only when every alert is settled everywhere, so the
+// caller commits offsets only then.
+type AlertSink struct {
+	CH   *clickhouse.Writer
+	Hook *webhook.Notifier
+	Copy transport.Writer
+	DLQ  transport.Writer
+	Cnt  *Counters
+}
+
+// WriteBatch implements the transport.Sink function.
+func (s *AlertSink) WriteBatch(ctx context.Context, batch []*flowpb.Alert) error {
+	if s.CH != nil {
+		if err := s.CH.WriteAlerts(ctx, batch); err != nil {
+			return err
+		}
+	}
+	if s.Copy != nil {
+		if err := writeAll(ctx, s.Copy, batch); err != nil {
+			return err
+		}
+	}
+	if s.Hook != nil {
+		dead, err := s.Hook.DeliverDetailed(ctx, batch)
+		if err != nil {
+			return err
+		}
+		if len(dead) > 0 {
+			if s.DLQ == nil {
+				return transport.Fatal(fmt.Errorf("%d alerts refused by webhooks and no dead-letter writer", len(dead)))
+			}
+			msgs := make([]transport.Message, 0, len(dead))
+			for _, d := range dead {
+				payload, _ := proto.Marshal(d.Alert)
+				dl := &flowpb.DeadLetter{SchemaVersion: schema.Version, Stage: "sink-webhook", Reason: fmt.Sprintf("endpoint %s: %s (HTTP %d)", d.Endpoint, d.Reason, d.Status),
+					Payload: payload, TimeNs: time.Now().UnixNano()}
+				v, err := transport.AppendEncoded(nil, dl, formatOf(s.DLQ))
+				if err != nil {
+					return err
+				}
+				msgs = append(msgs, transport.Message{Key: []byte(d.Alert.DeviceId), Value: v, Format: formatOf(s.DLQ)})
+			}
+			if err := s.DLQ.Write(ctx, msgs); err != nil {
+				return err
+			}
+			if s.Cnt != nil {
+				s.Cnt.DeadLetters.Add(int64(len(dead)))
+			}
+		}
+	}
+	if s.Cnt != nil {
+		s.Cnt.SunkAlerts.Add(int64(len(batch)))
+	}
+	return nil
+}
+
+// FlowSink stores enriched flows (and their matches) in ClickHouse and/or a copy writer.
+type FlowSink struct {
+	CH   *clickhouse.Writer
+	Copy transport.Writer
+	Cnt  *Counters
+}
+
+// WriteBatch implements the transport.Sink function.
+func (s *FlowSink) WriteBatch(ctx context.Context, batch []*flowpb.FlowRecord) error {
+	if s.CH != nil {
+		if err := s.CH.WriteFlows(ctx, batch); err != nil {
+			return err
+		}
+	}
+	if s.Copy != nil {
+		if err := writeAll(ctx, s.Copy, batch); err != nil {
+			return err
+		}
+	}
+	if s.Cnt != nil {
+		s.Cnt.SunkFlows.Add(int64(len(batch)))
+	}
+	return nil
+}
+
+func formatOf(w transport.Writer) transport.Format {
+	if fw, ok := w.(transport.FormatWriter); ok {
+		return fw.Format()
+	}
+	return transport.FormatProto
+}
+
+func writeAll[M proto.Message](ctx context.Context, w transport.Writer, batch []M) error {
+	f := formatOf(w)
+	msgs := make([]transport.Message, 0, len(batch))
+	for _, m := range batch {
+		v, err := transport.AppendEncoded(nil, m, f)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, transport.Message{Key: transport.DefaultKey(nil, m), Value: v, Format: f})
+	}
+	return w.Write(ctx, msgs)
+}
+
+// DiscardWriter acknowledges and drops everything (e.g. a stage whose output
+// nobody reads in a given run).
+type DiscardWriter struct{}
+
+// Write implements transport.Writer.
+func (DiscardWriter) Write(context.Context, []transport.Message) error { return nil }
+
+// Close implements transport.Writer.
+func (DiscardWriter) Close() error { return nil }
+
+var _ io.Closer = DiscardWriter{}
