@@ -1,0 +1,151 @@
+-- Generated from sink/clickhouse/migrations (profile portable, database exfilwatch,
+-- ttl_days 90) by `go test ./sink/clickhouse -run Golden -update`. Do not edit:
+-- the sink applies the embedded migrations itself (exfilwatch sink migrate).
+CREATE DATABASE IF NOT EXISTS exfilwatch;
+
+-- migration 0001_flows
+CREATE TABLE IF NOT EXISTS exfilwatch.flows
+(
+    time             DateTime,
+    first_seen_ns    Int64,
+    last_seen_ns     Int64,
+    observed_ns      Int64,
+    id               String,
+    schema_version   UInt8,
+    gateway          String,
+    interfaces       Array(String),
+    device_id        String,
+    device_model     String,
+    device_group     String,
+    device_os        String,
+    attributed_by    String,
+    direction        Enum8('unspecified' = 0, 'outbound' = 1, 'inbound' = 2, 'transit' = 3, 'internal' = 4),
+    src_addr         FixedString(16),
+    dst_addr         FixedString(16),
+    src_port         UInt16,
+    dst_port         UInt16,
+    protocol         UInt8,
+    ip_version       UInt8,
+    bytes_out        UInt64,
+    packets_out      UInt64,
+    bytes_in         UInt64,
+    packets_in       UInt64,
+    tcp_flags_out    UInt16,
+    tcp_flags_in     UInt16,
+    src_mac          FixedString(6),
+    community_id     String,
+    end_reason       Enum8('unspecified' = 0, 'idle_timeout' = 1, 'active_timeout' = 2, 'tcp_fin' = 3, 'tcp_rst' = 4, 'end_of_capture' = 5, 'evicted' = 6, 'shutdown' = 7),
+    fragments        UInt32,
+    dst_host         String,
+    dns_query        String,
+    dns_qtype        UInt16,
+    dns_rcode        UInt8,
+    tls_sni          String,
+    tls_alpn         Array(String),
+    tls_version      UInt16,
+    tls_quic         UInt8,
+    http_method      String,
+    http_host        String,
+    http_path        String,
+    http_user_agent  String,
+    http_content_type String,
+    dst_addr_class   Enum8('unspecified' = 0, 'public' = 1, 'private' = 2, 'loopback' = 3, 'link_local' = 4, 'multicast' = 5, 'reserved' = 6, 'lab' = 7),
+    dst_country      String,
+    dst_city         String,
+    dst_asn          UInt32,
+    dst_org          String,
+    cleartext        UInt8,
+    match_count      UInt16,
+    match_types      Array(String)
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(time)
+ORDER BY (device_id, time);
+
+-- migration 0002_alerts
+CREATE TABLE IF NOT EXISTS exfilwatch.alerts
+(
+    time             DateTime,
+    id               String,
+    version          UInt64,
+    schema_version   UInt8,
+    dedup_key        String,
+    detector         String,
+    severity         Enum8('unspecified' = 0, 'info' = 1, 'low' = 2, 'medium' = 3, 'high' = 4, 'critical' = 5),
+    device_id        String,
+    device_model     String,
+    device_group     String,
+    summary          String,
+    evidence_keys    Array(String),
+    evidence_values  Array(String),
+    first_seen_ns    Int64,
+    last_seen_ns     Int64,
+    window_start_ns  Int64,
+    created_ns       Int64,
+    count            UInt64,
+    dst_addr         FixedString(16),
+    dst_port         UInt16,
+    dst_host         String,
+    dst_country      String,
+    dst_asn          UInt32,
+    dst_org          String,
+    flow_ids         Array(String),
+    bytes            UInt64,
+    score            Float64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMMDD(time)
+ORDER BY id;
+
+-- migration 0003_matches
+CREATE TABLE IF NOT EXISTS exfilwatch.matches
+(
+    time             DateTime,
+    time_ns          Int64,
+    flow_id          String,
+    device_id        String,
+    device_model     String,
+    owner_device_id  String,
+    identifier_type  String,
+    form             String,
+    field            String,
+    offset           UInt32,
+    layers           UInt8,
+    cleartext        UInt8,
+    dst_addr         FixedString(16),
+    dst_port         UInt16,
+    dst_host         String,
+    dst_country      String,
+    dst_asn          UInt32,
+    dst_org          String
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(time)
+ORDER BY (owner_device_id, identifier_type, time);
+
+-- migration 0004_flows_by_dst
+CREATE TABLE IF NOT EXISTS exfilwatch.flows_by_dst
+(
+    time             DateTime,
+    first_seen_ns    Int64,
+    dst_addr         FixedString(16),
+    dst_port         UInt16,
+    protocol         UInt8,
+    dst_host         String,
+    dst_country      String,
+    dst_asn          UInt32,
+    dst_org          String,
+    device_id        String,
+    device_model     String,
+    direction        Enum8('unspecified' = 0, 'outbound' = 1, 'inbound' = 2, 'transit' = 3, 'internal' = 4),
+    bytes_out        UInt64,
+    bytes_in         UInt64,
+    match_count      UInt16
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(time)
+ORDER BY (dst_addr, time);
+CREATE MATERIALIZED VIEW IF NOT EXISTS exfilwatch.flows_by_dst_mv TO exfilwatch.flows_by_dst AS
+SELECT time, first_seen_ns, dst_addr, dst_port, protocol, dst_host, dst_country, dst_asn, dst_org,
+       device_id, device_model, direction, bytes_out, bytes_in, match_count
+FROM exfilwatch.flows;
