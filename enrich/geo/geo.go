@@ -57,7 +57,7 @@ type Stats struct {
 
 // Stats returns the sizes of db's tables.
 func (db *DB) Stats() Stats {
-	return Stats{Files: db.files, Ranges4: len(db.t4.starts), Ranges6: len(db.t6.starts), Records: len(db.recs)}
+	return Stats{Files: db.files, Ranges4: len(db.t4.entries), Ranges6: len(db.t6.entries), Records: len(db.recs)}
 }
 
 // Open loads and merges cfg.Databases. Errors are one line and name the file.
@@ -192,6 +192,9 @@ func (db *DB) lookup4(ip uint32) (flowpb.AddrClass, *record) {
 // class, without NAT64 handling (used by tests against other readers).
 func (db *DB) lookupRaw(addr netip.Addr) record {
 	addr = addr.Unmap()
+	if b := addr.As16(); addr.Is6() && be64(b[:8]) == 0 && be64(b[8:])>>32 == 0 {
+		addr = netip.AddrFrom4([4]byte(b[12:])) // ::a.b.c.d, as libmaxminddb resolves it
+	}
 	if addr.Is4() {
 		b := addr.As4()
 		return db.recs[db.t4.find(uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]))]

@@ -194,8 +194,8 @@ func TestAdjacentAndNested(t *testing.T) {
 	rangesIn := func(db *DB, lo, hi string) int {
 		a, b := addrU128(netip.MustParseAddr(lo)), addrU128(netip.MustParseAddr(hi))
 		n := 0
-		for _, s := range db.t4.starts {
-			if uint64(s) >= a.lo && uint64(s) <= b.lo {
+		for _, e := range db.t4.entries {
+			if s := e >> 32; s >= a.lo && s <= b.lo {
 				n++
 			}
 		}

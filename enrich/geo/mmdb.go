@@ -149,7 +149,6 @@ func loadMMDB(data []byte, m Mapping, verify bool, in *interner) (*source, error
 	local := newInterner()
 	local.strs = in.strs
 	byOffset := map[uintptr]uint32{}
-	ipv6DB := r.Metadata.IPVersion == 6
 	for res := range r.Networks(maxminddb.IncludeAliasedNetworks()) {
 		if err := res.Err(); err != nil {
 			return nil, fmt.Errorf("walking networks: %w", err)
@@ -172,12 +171,9 @@ func loadMMDB(data []byte, m Mapping, verify bool, in *interner) (*source, error
 		case a.Is4():
 			f, l := prefixSpan(p)
 			src.v4 = append(src.v4, span{f, l, id})
-			if ipv6DB {
-				// The IPv4 subtree of an IPv6 database is ::/96: IPv4-compatible
-				// addresses (::a.b.c.d) resolve to it, as in libmaxminddb.
-				f, l := prefixSpan(netip.PrefixFrom(compat4(a), p.Bits()+96))
-				src.v6 = append(src.v6, span{f, l, id})
-			}
+			// The IPv4 subtree of an IPv6 database is ::/96 (IPv4-compatible
+			// addresses); it is not copied into the IPv6 table: Lookup
+			// classifies ::/96 as reserved, lookupRaw maps it to IPv4.
 		case a.Is4In6():
 			// ::ffff:0:0/96 alias: mapped addresses are unmapped before lookup.
 		default:

@@ -181,91 +181,154 @@ func merge(layers [][]span, max u128, combine func(ids []uint32) uint32) (starts
 	return starts, recs
 }
 
-// table4 is the flattened IPv4 table: sorted range starts covering the whole
-// space, one record id per range, and a /16 bucket index so that a lookup is
-// a short binary search inside one bucket (one or two cache misses).
+// index2 is a two-level bucket index over sorted range starts. Level one
+// splits the key space on its top l1Bits bits; a bucket holding more than a
+// few ranges gets its own second level on the next bits, sized to its range
+// count. Either way a lookup ends with a binary search over a handful of
+// entries, usually inside one cache line. Allocated address space is very
+// unevenly populated (IPv6 lives in a few /16s, some IPv4 /16s are split
+// into hundreds of ranges), which is why one fixed-width level is not enough.
+type index2 struct {
+	shift uint // key >> shift selects the level-one bucket
+	l1    []bucket
+	subs  []uint32
+}
+
+type bucket struct {
+	lo   uint32 // range containing the bucket's first key
+	sub  uint32 // offset of the second level in subs
+	bits uint8  // second-level bits; 0 = none
+}
+
+// Buckets with more ranges than this get a second level.
+const directMax = 8
+
+// buildIndex2 builds the index for width-bit keys; containing(k) must return
+// the last range whose start is <= k and be called with increasing k.
+func buildIndex2(width, l1Bits, maxSub uint, n int, newCursor func() func(k uint64) uint32) index2 {
+	ix := index2{shift: width - l1Bits, l1: make([]bucket, 1<<l1Bits+1)}
+	containing := newCursor()
+	for b := range uint64(1) << l1Bits {
+		ix.l1[b].lo = containing(b << ix.shift)
+	}
+	ix.l1[1<<l1Bits].lo = uint32(n - 1)
+	sub := newCursor()
+	for b := range uint64(1) << l1Bits {
+		lo, hi := ix.l1[b].lo, ix.l1[b+1].lo
+		cnt := hi - lo
+		if cnt <= directMax {
+			continue
+		}
+		bits := uint(min(uint64(maxSub), uint64(bitsLen(cnt))))
+		ix.l1[b].bits = uint8(bits)
+		ix.l1[b].sub = uint32(len(ix.subs))
+		base, step := b<<ix.shift, uint64(1)<<(ix.shift-bits)
+		for j := range uint64(1) << bits {
+			ix.subs = append(ix.subs, sub(base+j*step))
+		}
+		ix.subs = append(ix.subs, hi)
+	}
+	return ix
+}
+
+func bitsLen(n uint32) int { return bits.Len32(n - 1) }
+
+// window returns the index interval [lo, hi] that holds key's range.
+func (ix *index2) window(key uint64) (lo, hi uint32) {
+	b := key >> ix.shift
+	e := &ix.l1[b]
+	if e.bits == 0 {
+		return e.lo, ix.l1[b+1].lo
+	}
+	j := uint32(key>>(ix.shift-uint(e.bits))) & (1<<e.bits - 1)
+	s := ix.subs[e.sub+j : e.sub+j+2]
+	return s[0], s[1]
+}
+
+// table4 is the flattened IPv4 table: range starts covering the whole space,
+// each packed with its record id (start<<32 | id) so that the probe that
+// finds the range also brings its answer into cache.
 type table4 struct {
-	starts []uint32
-	recs   []uint32
-	// index[b] is the range containing b<<16; index[65536] is the last range.
-	index []uint32
+	entries []uint64
+	index   index2
 }
 
 func newTable4(starts []u128, recs []uint32) table4 {
-	t := table4{starts: make([]uint32, len(starts)), recs: recs}
+	t := table4{entries: make([]uint64, len(starts))}
 	for i, s := range starts {
-		t.starts[i] = uint32(s.lo)
+		t.entries[i] = s.lo<<32 | uint64(recs[i])
 	}
-	t.index = make([]uint32, 1<<16+1)
-	i := 0
-	for b := 0; b < 1<<16; b++ {
-		a := uint32(b) << 16
-		for i+1 < len(t.starts) && t.starts[i+1] <= a {
-			i++
+	t.index = buildIndex2(32, 16, 8, len(starts), func() func(uint64) uint32 {
+		i := 0
+		return func(k uint64) uint32 {
+			for i+1 < len(t.entries) && t.entries[i+1]>>32 <= k {
+				i++
+			}
+			return uint32(i)
 		}
-		t.index[b] = uint32(i)
-	}
-	t.index[1<<16] = uint32(len(t.starts) - 1)
+	})
 	return t
 }
 
 // find returns the record id of ip.
 func (t *table4) find(ip uint32) uint32 {
-	b := ip >> 16
-	lo, hi := t.index[b], t.index[b+1]
-	starts := t.starts
-	// Last i in [lo, hi] with starts[i] <= ip; starts[lo] <= ip always.
+	lo, hi := t.index.window(uint64(ip))
+	e := t.entries
+	key := uint64(ip)<<32 | 0xffffffff
+	// Last i in [lo, hi] with start(i) <= ip; start(lo) <= ip always.
 	for lo < hi {
 		mid := (lo + hi + 1) >> 1
-		if starts[mid] <= ip {
+		if e[mid] <= key {
 			lo = mid
 		} else {
 			hi = mid - 1
 		}
 	}
-	return t.recs[lo]
+	return uint32(e[lo])
 }
 
-// v6IndexBits is the number of leading address bits the IPv6 bucket index
-// covers. Allocated IPv6 space is dense only in a few /12s (2001:, 2400:,
-// 2600:, 2a00:, ...), so 16 bits would leave thousands of ranges per bucket;
-// 20 bits keeps buckets short for 4 MiB.
-const v6IndexBits = 20
+// entry6 is an IPv6 range start with its record id.
+type entry6 struct {
+	hi, lo uint64
+	rec    uint32
+}
 
-// table6 is the IPv6 counterpart of table4, keyed on 128-bit starts.
+// table6 is the IPv6 counterpart of table4; the index works on the upper 64
+// bits (range boundaries below /64 are rare and are handled by the search).
 type table6 struct {
-	starts []u128
-	recs   []uint32
-	index  []uint32 // index[b] is the range containing b<<(128-v6IndexBits)
+	entries []entry6
+	index   index2
 }
 
 func newTable6(starts []u128, recs []uint32) table6 {
-	t := table6{starts: starts, recs: recs}
-	t.index = make([]uint32, 1<<v6IndexBits+1)
-	i := 0
-	for b := 0; b < 1<<v6IndexBits; b++ {
-		a := u128{uint64(b) << (64 - v6IndexBits), 0}
-		for i+1 < len(starts) && !a.less(starts[i+1]) {
-			i++
-		}
-		t.index[b] = uint32(i)
+	t := table6{entries: make([]entry6, len(starts))}
+	for i, s := range starts {
+		t.entries[i] = entry6{s.hi, s.lo, recs[i]}
 	}
-	t.index[1<<v6IndexBits] = uint32(len(starts) - 1)
+	t.index = buildIndex2(64, 16, 24, len(starts), func() func(uint64) uint32 {
+		i := 0
+		return func(k uint64) uint32 {
+			// last i with (hi, lo) <= (k, 0)
+			for i+1 < len(t.entries) && (t.entries[i+1].hi < k || (t.entries[i+1].hi == k && t.entries[i+1].lo == 0)) {
+				i++
+			}
+			return uint32(i)
+		}
+	})
 	return t
 }
 
 func (t *table6) find(hi, lo uint64) uint32 {
-	b := hi >> (64 - v6IndexBits)
-	l, h := t.index[b], t.index[b+1]
-	starts := t.starts
+	l, h := t.index.window(hi)
+	e := t.entries
 	for l < h {
 		mid := (l + h + 1) >> 1
-		s := &starts[mid]
+		s := &e[mid]
 		if s.hi < hi || (s.hi == hi && s.lo <= lo) {
 			l = mid
 		} else {
 			h = mid - 1
 		}
 	}
-	return t.recs[l]
+	return e[l].rec
 }
