@@ -7,6 +7,7 @@ import (
 
 	"github.com/exfilwatch/exfilwatch/detect/rita"
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+	"github.com/zeebo/xxh3"
 )
 
 // pairKey is a beacon destination of one device: either the remote address
@@ -52,6 +53,15 @@ type pair struct {
 	asn     uint32
 }
 
+// hash keys the device's pair table; names and addresses hash with
+// different seeds so they never share a slot by construction.
+func (k pairKey) hash() uint64 {
+	if k.host != "" {
+		return xxh3.HashStringSeed(k.host, 1)
+	}
+	return xxh3.Hash(k.addr[:])
+}
+
 func (e *Engine) binLen() int64 { return int64(e.cfg.Beacon.Window) / 24 }
 
 // slot returns the slot of absolute bin b, clearing it if it held an older bin.
@@ -85,7 +95,7 @@ func (p *pair) window(cur int64, out *[24]uint32) (conns, secs uint64) {
 // score_interval, the beacon score.
 func (e *Engine) beacon(d *device, rec *flowpb.FlowRecord, ts int64, emit func(*flowpb.Alert)) {
 	if d.pairs == nil {
-		d.pairs = map[pairKey]*pair{}
+		d.pairs = map[uint64]*pair{}
 	}
 	var k pairKey
 	copy(k.addr[:], rec.DstAddr)
@@ -99,13 +109,14 @@ func (e *Engine) beacon(d *device, rec *flowpb.FlowRecord, ts int64, emit func(*
 
 func (e *Engine) beaconPair(d *device, k pairKey, rec *flowpb.FlowRecord, ts int64, emit func(*flowpb.Alert)) {
 	c := e.cfg.Beacon
-	p := d.pairs[k]
+	h := k.hash()
+	p := d.pairs[h]
 	if p == nil {
 		if len(d.pairs) >= c.MaxPairs {
 			evictOldest(d.pairs, func(p *pair) int64 { return p.lastSeen })
 		}
 		p = &pair{}
-		d.pairs[k] = p
+		d.pairs[h] = p
 	}
 	if ts > p.lastSeen {
 		p.lastSeen = ts
@@ -180,13 +191,22 @@ func (e *Engine) beaconPair(d *device, k pairKey, rec *flowpb.FlowRecord, ts int
 	}
 }
 
+// key rebuilds the pair's key: SNI/host pairs keep the last address seen
+// for display, so the key's address is zero for them.
+func (p *pair) key() pairKey {
+	if p.host != "" {
+		return pairKey{host: p.host}
+	}
+	return pairKey{addr: p.addr}
+}
+
 func satAdd32(a uint32, b uint64) uint32 { return uint32(min(uint64(a)+b, 1<<32-1)) }
 
 // rescoreDevice scores every pair with unscored connections (on Flush).
 func (e *Engine) rescoreDevice(d *device, emit func(*flowpb.Alert)) {
-	for k, p := range d.pairs {
+	for _, p := range d.pairs {
 		if p.dirty {
-			e.scorePair(d, k, p, nil, e.watermark, emit)
+			e.scorePair(d, p.key(), p, nil, e.watermark, emit)
 		}
 	}
 }

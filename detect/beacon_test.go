@@ -125,7 +125,7 @@ func TestBeaconTimestampCapBoundsMemory(t *testing.T) {
 	for i := 0; i < 500; i++ {
 		e.Process(flow("dev1", at(time.Duration(i)*time.Minute), "203.0.113.7"), s.emit)
 	}
-	for _, p := range e.devices["dev1"].pairs {
+	for _, p := range e.devices[hashID("dev1")].pairs {
 		if len(p.ts) != 16 || cap(p.ts) > 32 {
 			t.Fatalf("ring len %d cap %d", len(p.ts), cap(p.ts))
 		}
@@ -177,7 +177,7 @@ func TestBeaconPairCap(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		e.Process(flow("dev1", at(time.Duration(i)*time.Second), "203.0.113."+strconv.Itoa(i)), s.emit)
 	}
-	if n := len(e.devices["dev1"].pairs); n != 10 {
+	if n := len(e.devices[hashID("dev1")].pairs); n != 10 {
 		t.Fatalf("%d pairs kept, cap 10", n)
 	}
 }

@@ -144,12 +144,14 @@ func BenchmarkProcessBaseline(b *testing.B) {
 	now := t0
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		r := recs[i&(len(recs)-1)]
 		now += int64(time.Millisecond)
 		r.FirstSeenNs, r.LastSeenNs = now-int64(50*time.Millisecond), now
 		e.Process(r, emit)
 	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/record")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
 

@@ -17,10 +17,10 @@ func TestIdleDevicesEvicted(t *testing.T) {
 	e.Process(flow("new", at(30*time.Minute), "203.0.113.7"), s.emit)
 	before := e.StateBytes()
 	e.Flush(at(90*time.Minute), s.emit)
-	if _, ok := e.devices["old"]; ok {
+	if _, ok := e.devices[hashID("old")]; ok {
 		t.Fatal("idle device kept")
 	}
-	if _, ok := e.devices["new"]; !ok {
+	if _, ok := e.devices[hashID("new")]; !ok {
 		t.Fatal("active device dropped")
 	}
 	if after := e.StateBytes(); after >= before || after <= 0 {
@@ -39,7 +39,7 @@ func TestDeviceCap(t *testing.T) {
 	if e.DeviceCount() != 5 {
 		t.Fatalf("%d devices, cap 5", e.DeviceCount())
 	}
-	if _, ok := e.devices["d19"]; !ok {
+	if _, ok := e.devices[hashID("d19")]; !ok {
 		t.Fatal("newest device evicted")
 	}
 }

@@ -14,8 +14,8 @@ const (
 // alerts. It walks the state (O(state)), so the stage calls it on Flush.
 func (e *Engine) StateBytes() int64 {
 	var n int
-	for id, d := range e.devices {
-		n += len(id) + mapEntryOverhead + ptrSize + deviceBytes(d)
+	for _, d := range e.devices {
+		n += len(d.id) + 8 + mapEntryOverhead + ptrSize + deviceBytes(d)
 	}
 	for _, d := range e.anon {
 		n += 16 + mapEntryOverhead + ptrSize + deviceBytes(d)
@@ -35,11 +35,11 @@ func (e *Engine) StateBytes() int64 {
 
 func deviceBytes(d *device) int {
 	n := int(unsafe.Sizeof(*d))
-	for k, v := range d.volume {
-		n += len(k.country) + len(k.org) + int(unsafe.Sizeof(k)) + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*v))
+	for _, v := range d.volume {
+		n += 8 + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*v))
 	}
-	for k, p := range d.pairs {
-		n += len(k.host) + int(unsafe.Sizeof(k)) + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*p)) +
+	for _, p := range d.pairs {
+		n += 8 + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*p)) +
 			4*cap(p.ts) + 4*cap(p.sizes)
 	}
 	for k, s := range d.dns {

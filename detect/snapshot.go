@@ -135,11 +135,12 @@ func (e *Engine) Snapshot(w io.Writer) error {
 
 func snapDev(d *device) snapDevice {
 	sd := snapDevice{ID: d.id, Model: d.model, Group: d.group, Addr: d.addr, LastSeen: d.lastSeen}
-	for k, v := range d.volume {
-		sd.Volume = append(sd.Volume, snapVol{Country: k.country, Org: k.org, WinStart: v.winStart, LastSeen: v.lastSeen,
+	for _, v := range d.volume {
+		sd.Volume = append(sd.Volume, snapVol{Country: v.key.country, Org: v.key.org, WinStart: v.winStart, LastSeen: v.lastSeen,
 			Bytes: v.bytes, Mean: v.mean, Variance: v.variance, Limit: v.limit, Windows: v.windows})
 	}
-	for k, p := range d.pairs {
+	for _, p := range d.pairs {
+		k := p.key()
 		sd.Pairs = append(sd.Pairs, snapPair{Addr: k.addr, Host: k.host, TS: p.ts, Sizes: p.sizes, Head: p.head,
 			Bins: p.bins, BinDur: p.binDur, BinIdx: p.binIdx, LastTs: p.lastTs, SumConns: p.sumConns, SumSecs: p.sumSecs, LastSeen: p.lastSeen,
 			NextScore: p.nextScore, Dirty: p.dirty, FlowFirst: p.flowFirst, FlowEnd: p.flowEnd,
@@ -177,19 +178,20 @@ func (e *Engine) Restore(r io.Reader) error {
 	if err := gob.NewDecoder(br).Decode(&s); err != nil {
 		return fmt.Errorf("detect: decode snapshot: %w", err)
 	}
-	devices := map[string]*device{}
+	devices := map[uint64]*device{}
 	anon := map[[16]byte]*device{}
 	for _, sd := range s.Devices {
 		d := &device{id: sd.ID, model: sd.Model, group: sd.Group, addr: sd.Addr, lastSeen: sd.LastSeen}
 		if len(sd.Volume) > 0 {
-			d.volume = make(map[volKey]*volState, len(sd.Volume))
+			d.volume = make(map[uint64]*volState, len(sd.Volume))
 		}
 		for _, v := range sd.Volume {
-			d.volume[volKey{v.Country, v.Org}] = &volState{winStart: v.WinStart, lastSeen: v.LastSeen, bytes: v.Bytes,
+			k := volKey{v.Country, v.Org}
+			d.volume[k.hash()] = &volState{key: k, winStart: v.WinStart, lastSeen: v.LastSeen, bytes: v.Bytes,
 				mean: v.Mean, variance: v.Variance, limit: v.Limit, windows: v.Windows}
 		}
 		if len(sd.Pairs) > 0 {
-			d.pairs = make(map[pairKey]*pair, len(sd.Pairs))
+			d.pairs = make(map[uint64]*pair, len(sd.Pairs))
 		}
 		for _, sp := range sd.Pairs {
 			p := &pair{ts: sp.TS, sizes: sp.Sizes, head: sp.Head, bins: sp.Bins, binDur: sp.BinDur, binIdx: sp.BinIdx,
@@ -199,7 +201,7 @@ func (e *Engine) Restore(r io.Reader) error {
 			if len(p.ts) != len(p.sizes) || len(p.ts) > e.cfg.Beacon.MaxTimestamps || p.head >= max(len(p.ts), 1) {
 				p.ts, p.sizes, p.head = nil, nil, 0
 			}
-			d.pairs[pairKey{addr: sp.Addr, host: sp.Host}] = p
+			d.pairs[pairKey{addr: sp.Addr, host: sp.Host}.hash()] = p
 		}
 		if len(sd.DNS) > 0 {
 			d.dns = make(map[string]*dnsState, len(sd.DNS))
@@ -214,7 +216,7 @@ func (e *Engine) Restore(r io.Reader) error {
 			d.dns[sn.Domain] = st
 		}
 		if d.id != "" {
-			devices[d.id] = d
+			devices[hashID(d.id)] = d
 		} else {
 			anon[d.addr] = d
 		}

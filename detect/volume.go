@@ -6,15 +6,21 @@ import (
 	"strconv"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+	"github.com/zeebo/xxh3"
 )
 
 // volKey is a destination for upload_volume: country plus organisation.
 type volKey struct{ country, org string }
 
+func (k volKey) hash() uint64 {
+	return xxh3.HashString(k.country) ^ (xxh3.HashStringSeed(k.org, 2) * 0x9E3779B97F4A7C15)
+}
+
 // volState is one device's baseline for one destination: an exponentially
 // weighted mean and variance of bytes sent per window, and the current
 // window's running total.
 type volState struct {
+	key      volKey
 	winStart int64
 	bytes    uint64
 	mean     float64
@@ -73,15 +79,16 @@ func (e *Engine) uploadVolume(d *device, rec *flowpb.FlowRecord, ts int64, emit 
 	g := rec.Enrichment.GetDstGeo()
 	k := volKey{g.GetCountry(), g.GetOrg()}
 	if d.volume == nil {
-		d.volume = map[volKey]*volState{}
+		d.volume = map[uint64]*volState{}
 	}
-	s := d.volume[k]
+	h := k.hash()
+	s := d.volume[h]
 	if s == nil {
 		if len(d.volume) >= c.MaxDestinations {
 			evictOldest(d.volume, func(v *volState) int64 { return v.lastSeen })
 		}
-		s = &volState{}
-		d.volume[k] = s
+		s = &volState{key: k}
+		d.volume[h] = s
 	}
 	s.lastSeen = max(s.lastSeen, ts)
 	ws := windowStart(ts, c.Window)
