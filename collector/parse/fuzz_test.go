@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/quic-go/quic-go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
@@ -111,8 +112,8 @@ func FuzzQUICInitial(f *testing.F) {
 
 func FuzzFill(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), uint8(protoTCP), uint16(80), uint16(5), false)
-	f.Fuzz(func(t *testing.T, data []byte, proto uint8, port uint16, split uint16, inbound bool) {
-		rec := &flowpb.FlowRecord{Protocol: uint32(proto), DstPort: uint32(port), SrcPort: 40000}
+	f.Fuzz(func(t *testing.T, data []byte, ipProto uint8, port uint16, split uint16, inbound bool) {
+		rec := &flowpb.FlowRecord{Protocol: uint32(ipProto), DstPort: uint32(port), SrcPort: 40000}
 		if inbound {
 			rec.Direction = flowpb.Direction_DIRECTION_INBOUND
 			rec.SrcPort, rec.DstPort = rec.DstPort, rec.SrcPort
@@ -138,6 +139,10 @@ func FuzzFill(f *testing.F) {
 		}
 		if rec.Http != nil {
 			checkHTTPInfo(t, rec.Http)
+		}
+		// The record must stay exportable: proto3 strings must be UTF-8.
+		if _, err := proto.Marshal(rec); err != nil {
+			t.Fatalf("marshal after Fill: %v", err)
 		}
 		Fill(rec) // refill with reused sub-messages
 	})
