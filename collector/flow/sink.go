@@ -117,7 +117,7 @@ func (t *Table) EndFlow(k Key, rst bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ck, sideIdx := canonical(k)
-	i, ok := t.idx[ck]
+	i, _, ok := t.idx.get(t.ents, &ck)
 	if !ok {
 		return
 	}

@@ -118,6 +118,7 @@ type side struct {
 
 type entry struct {
 	key        Key // canonical key; side 0 sends from key.Src
+	hash       uint64
 	used       bool
 	closing    bool
 	opener     uint8
@@ -141,7 +142,7 @@ type Table struct {
 	emit EmitFunc
 	cid  communityid.Hasher
 
-	idx  map[Key]int32
+	idx  index
 	ents []entry
 	free []int32
 	// idle: LRU list by last activity; closing: flows waiting for the last
@@ -167,7 +168,7 @@ func NewTable(cfg TableConfig, emit EmitFunc) *Table {
 		cfg:         cfg,
 		emit:        emit,
 		cid:         communityid.New(cfg.CommunityIDSeed),
-		idx:         make(map[Key]int32, min(cfg.MaxFlows, 1<<16)),
+		idx:         newIndex(min(cfg.MaxFlows, 512)),
 		idleHead:    nilIdx,
 		idleTail:    nilIdx,
 		closingHead: nilIdx,
@@ -188,7 +189,7 @@ func (t *Table) Stats() TableStats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := t.stats
-	s.Active = len(t.idx)
+	s.Active = t.idx.n
 	return s
 }
 
@@ -232,19 +233,19 @@ func (t *Table) inLab(a [16]byte) bool {
 
 // lookup finds or creates the entry for canonical key k at time now.
 func (t *Table) lookup(k Key, s uint8, now int64) (int32, error) {
-	if i, ok := t.idx[k]; ok {
+	i, h, ok := t.idx.get(t.ents, &k)
+	if ok {
 		return i, nil
 	}
 	var err error
-	if len(t.idx) >= t.cfg.MaxFlows && t.idleHead != nilIdx {
+	if t.idx.n >= t.cfg.MaxFlows && t.idleHead != nilIdx {
 		victim := t.idleHead
 		t.stats.Evicted++
 		metricEvicted.Inc()
 		err = t.exportAndRemove(victim, flowpb.EndReason_END_REASON_EVICTED, now)
-	} else if len(t.idx) >= t.cfg.MaxFlows && t.closingHead != nilIdx {
+	} else if t.idx.n >= t.cfg.MaxFlows && t.closingHead != nilIdx {
 		err = t.exportAndRemove(t.closingHead, flowpb.EndReason_END_REASON_TCP_FIN, now)
 	}
-	var i int32
 	if n := len(t.free); n > 0 {
 		i = t.free[n-1]
 		t.free = t.free[:n-1]
@@ -256,11 +257,11 @@ func (t *Table) lookup(k Key, s uint8, now int64) (int32, error) {
 	// Keep the snippet buffers of a reused slot; reset everything else.
 	b0, b1 := e.sides[0].buf, e.sides[1].buf
 	s0, s1 := e.sides[0].snips, e.sides[1].snips
-	*e = entry{key: k, used: true, opener: s, firstNs: now, startNs: now, lastNs: now}
+	*e = entry{key: k, hash: h, used: true, opener: s, firstNs: now, startNs: now, lastNs: now}
 	e.sides[0].buf, e.sides[1].buf = b0, b1
 	e.sides[0].snips, e.sides[1].snips = s0[:0], s1[:0]
 	e.lab[0], e.lab[1] = t.inLab(k.Src), t.inLab(k.Dst)
-	t.idx[k] = i
+	t.idx.put(t.ents, i, h)
 	t.pushBack(&t.idleHead, &t.idleTail, i)
 	t.stats.Flows++
 	return i, err
@@ -307,7 +308,7 @@ func (t *Table) remove(i int32) {
 	} else {
 		t.unlink(&t.idleHead, &t.idleTail, i)
 	}
-	delete(t.idx, e.key)
+	t.idx.del(t.ents, i)
 	e.used = false
 	e.cid = ""
 	t.free = append(t.free, i)
