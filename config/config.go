@@ -383,9 +383,10 @@ func (fv flagValue) IsBoolFlag() bool { return fv.f.v.IsValid() && fv.f.v.Kind()
 
 // Loader binds a config struct to a FlagSet and applies the layers in order.
 type Loader struct {
-	cfg     any
-	file    string
-	pending []func() error
+	cfg      any
+	file     string
+	pending  []func() error
+	sections []string
 }
 
 // Bind registers one flag per leaf of cfg (a pointer to a struct holding its
@@ -395,7 +396,7 @@ type Loader struct {
 // subcommand's --help lists what concerns it; the file and the environment
 // still reach every key.
 func Bind(fs *flag.FlagSet, cfg any, sections ...string) *Loader {
-	l := &Loader{cfg: cfg}
+	l := &Loader{cfg: cfg, sections: sections}
 	fs.StringVar(&l.file, "config", os.Getenv("EXFILWATCH_CONFIG"), "YAML configuration file (env EXFILWATCH_CONFIG); flags and EXFILWATCH_* variables override its keys")
 	for _, f := range Fields(cfg) {
 		if top, _, nested := strings.Cut(f.Key, "."); nested && len(sections) > 0 && !slices.Contains(sections, top) {
@@ -410,8 +411,18 @@ func Bind(fs *flag.FlagSet, cfg any, sections ...string) *Loader {
 	return l
 }
 
-// Load applies file, environment and flags (after fs.Parse) and validates.
+// Load applies file, environment and flags (after fs.Parse) and validates
+// the top level and the bound sections (all sections when none were named).
 func (l *Loader) Load() error {
+	if err := l.LoadOnly(); err != nil {
+		return err
+	}
+	return ValidateSections(l.cfg, l.sections...)
+}
+
+// LoadOnly is Load without validation, for callers that fill in some values
+// themselves and validate afterwards.
+func (l *Loader) LoadOnly() error {
 	if l.file != "" {
 		if err := LoadFile(l.file, l.cfg); err != nil {
 			return err
@@ -425,16 +436,22 @@ func (l *Loader) Load() error {
 			return err
 		}
 	}
-	return Validate(l.cfg)
+	return nil
 }
 
 // Validate calls Validate on every section implementing Validator, prefixing
 // errors with the section's path.
 func Validate(cfg any) error {
-	return validate(reflect.ValueOf(cfg).Elem(), "")
+	return validate(reflect.ValueOf(cfg).Elem(), "", nil)
 }
 
-func validate(v reflect.Value, path string) error {
+// ValidateSections is Validate restricted to the named top-level sections
+// (and the top-level keys); with no section named it validates everything.
+func ValidateSections(cfg any, sections ...string) error {
+	return validate(reflect.ValueOf(cfg).Elem(), "", sections)
+}
+
+func validate(v reflect.Value, path string, only []string) error {
 	if v.CanAddr() {
 		if val, ok := v.Addr().Interface().(Validator); ok {
 			if err := val.Validate(); err != nil {
@@ -462,12 +479,15 @@ func validate(v reflect.Value, path string) error {
 		}
 		p := path
 		if !inline {
+			if path == "" && len(only) > 0 && !slices.Contains(only, name) {
+				continue
+			}
 			if p != "" {
 				p += "."
 			}
 			p += name
 		}
-		if err := validate(v.Field(i), p); err != nil {
+		if err := validate(v.Field(i), p, nil); err != nil {
 			return err
 		}
 	}
