@@ -37,8 +37,8 @@ type TableConfig struct {
 	ActiveTimeout   time.Duration  // default 60 s
 	FinGrace        time.Duration  // wait for the last ACK after both FINs; default 1 s
 	MaxFlows        int            // default 65536
-	SnippetPackets  int            // payload packets kept per direction; default 4, 0 disables only if SnippetBytes is 0
-	SnippetBytes    int            // bytes kept per snippet; default 1024
+	SnippetPackets  int            // payload packets kept per direction (0: none; collector.DefaultConfig uses 4)
+	SnippetBytes    int            // bytes kept per snippet (0: none; collector.DefaultConfig uses 1024)
 	CommunityIDSeed uint16
 	Parse           ParseFunc // optional
 	// Clock returns the wall-clock time in ns for the live (Sink) path and
