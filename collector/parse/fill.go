@@ -186,7 +186,10 @@ func fillQUIC(rec *flowpb.FlowRecord, snips []*flowpb.Snippet, client flowpb.Dir
 		err = s.quicFinish(rec.Tls)
 	}
 	quicOutcome.count(err)
-	return rec.Tls.Quic
+	// A cut datagram is decrypted without authentication, so garbage that
+	// merely looks like a long header would "decrypt" too: without an
+	// authenticated packet, require at least a well-formed CRYPTO frame.
+	return rec.Tls.Quic && (s.authed || s.nr > 0)
 }
 
 // clientHelloComplete reports whether the CRYPTO data holds a whole

@@ -41,6 +41,7 @@ var (
 	errQUICCID       = fmt.Errorf("quic: connection ID longer than 20 bytes: %w", ErrMalformed)
 	errQUICSample    = fmt.Errorf("quic: packet too short for header protection sample: %w", ErrTruncated)
 	errQUICAEAD      = fmt.Errorf("quic: Initial payload: %w", ErrDecrypt)
+	errQUICReserved  = fmt.Errorf("quic: cut Initial: reserved header bits set after unmasking: %w", ErrDecrypt)
 	errQUICFrame     = fmt.Errorf("quic: frame not allowed in Initial: %w", ErrMalformed)
 	errQUICFrameCut  = fmt.Errorf("quic: frame: %w", ErrTruncated)
 	errQUICNoCrypto  = fmt.Errorf("quic: no CRYPTO data at offset 0: %w", ErrTruncated)
@@ -132,13 +133,14 @@ type scratch struct {
 	ctr     [16]byte
 	ok      bool // keys hold a derivation
 	quic    bool // at least one Initial was decrypted
+	authed  bool // at least one Initial passed AEAD authentication
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 func getScratch() *scratch {
 	s := scratchPool.Get().(*scratch)
-	s.nr, s.quic = 0, false
+	s.nr, s.quic, s.authed = 0, false, false
 	return s
 }
 
@@ -328,7 +330,13 @@ func (s *scratch) decryptInitial(pkt []byte, pnOff int, complete bool) error {
 		if err != nil {
 			return errQUICAEAD
 		}
+		s.authed = true
 	} else {
+		if buf[0]&0x0c != 0 {
+			// Reserved bits must be 0 (RFC 9000 §17.2); without an AEAD
+			// tag to check, this is the one sanity check on the keys.
+			return errQUICReserved
+		}
 		// Truncated capture: GCM's keystream is AES-CTR from counter 2
 		// (NIST SP 800-38D with a 96-bit IV), so the visible prefix can be
 		// decrypted, though not authenticated.

@@ -251,3 +251,26 @@ func TestQUICPcapsVsTshark(t *testing.T) {
 		})
 	}
 }
+
+// TestFillQUICGarbage: cut datagrams that merely look like v1 Initials
+// decrypt (unauthenticated) to garbage; Fill must not call them QUIC.
+func TestFillQUICGarbage(t *testing.T) {
+	accepted := 0
+	for i := 0; i < 256; i++ {
+		d := make([]byte, 300)
+		for j := range d {
+			d[j] = byte(i*131 + j*197 + j*j)
+		}
+		copy(d, []byte{0xc3, 0, 0, 0, 1, 8, byte(i), 2, 3, 4, 5, 6, 7, 8, 0, 0, 0x44, 0xd0})
+		rec := udpRecord([][]byte{d}, 0)
+		rec.Snippets[0].Truncated = true
+		Fill(rec)
+		if rec.Tls != nil {
+			accepted++
+		}
+	}
+	t.Logf("%d of 256 garbage datagrams accepted", accepted)
+	if accepted > 2 {
+		t.Fatalf("%d of 256 garbage datagrams taken for QUIC", accepted)
+	}
+}
