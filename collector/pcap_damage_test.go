@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -120,5 +121,19 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := collector.ReadPcap(context.Background(), bytes.NewReader(nil), c, nil); err == nil {
 		t.Errorf("ReadPcap accepted an invalid config")
+	}
+}
+
+func TestReadPcapCancelled(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testenv.SharedTestdata(t), "pcap", "elastic-dns-tunnel-iodine.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	recs := 0
+	_, err = collector.ReadPcap(ctx, bytes.NewReader(data), collector.DefaultConfig(), func(*flowpb.FlowRecord) error { recs++; return nil })
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("want context.Canceled, got %v", err)
 	}
 }

@@ -434,7 +434,7 @@ func (t *Table) Observe(p *Packet) error {
 		sd.icmpType, sd.icmpCode = p.Key.SrcPort, p.Key.DstPort
 	}
 	if k.Proto == protoTCP {
-		t.tcpState(i, s, p, now)
+		t.tcpState(i, s, p)
 	}
 	if p.PayloadLen > 0 {
 		t.capture(e, sd, p)
@@ -462,7 +462,7 @@ func (p *Packet) MACOrZero() [6]byte {
 }
 
 // tcpState tracks who opened the connection, ISNs and FINs.
-func (t *Table) tcpState(i int32, s uint8, p *Packet, now int64) {
+func (t *Table) tcpState(i int32, s uint8, p *Packet) {
 	e := &t.ents[i]
 	sd := &e.sides[s]
 	f := p.TCPFlags
@@ -480,7 +480,6 @@ func (t *Table) tcpState(i int32, s uint8, p *Packet, now int64) {
 	if f&TCPFin != 0 {
 		sd.fin = true
 	}
-	_ = now
 }
 
 // capture keeps the first payload bytes of the first payload packets.
