@@ -168,7 +168,7 @@ func BenchmarkBuildIndex(b *testing.B) {
 
 func BenchmarkScan(b *testing.B) {
 	payloads := benchPayloads()
-	for _, n := range []int{1000, 10000} {
+	for _, n := range []int{200, 10000} {
 		f := fixture(b, n)
 		for _, name := range []string{"headers", "json", "binary"} {
 			data := payloads[name]
@@ -188,11 +188,12 @@ func BenchmarkScan(b *testing.B) {
 
 // BenchmarkAhoCorasick is the baseline: petar-dambovaliev/aho-corasick (DFA,
 // ASCII case-insensitive, leftmost-longest) over the same plaintext forms.
-// Only 1000 devices: with 10,000 devices (~7 M patterns) the automaton does
-// not build in reasonable time and memory on this machine.
+// Only 200 devices (~120k patterns): with 10,000 devices (~6 M patterns) the
+// automaton does not build in reasonable time and memory on this machine.
+// The hashed index at the same size runs as BenchmarkScan/devices=200.
 func BenchmarkAhoCorasick(b *testing.B) {
 	payloads := benchPayloads()
-	const n = 1000
+	const n = 200
 	f := fixture(b, n)
 	f.once.Do(func() {
 		forms := plaintextForms(n)

@@ -124,9 +124,14 @@ func (b *Builder) Add(id Identifier) error {
 		h := b.idx.hash(b.norm)
 		b.idx.insert(h, packOwner(dev, id.Type, f))
 		cls := classesOf(b.norm)
-		for c := 0; c < numClasses; c++ {
+		// Probe a form only from its narrowest class: every run of a wider
+		// class that equals the form is also a run of the narrowest one
+		// (delimited by even more characters), and keeping the wide
+		// classes' length sets small is what keeps scanning text cheap.
+		for _, c := range narrowOrder {
 			if cls&(1<<c) != 0 {
 				b.idx.lens[c].add(len(b.norm))
+				break
 			}
 		}
 		if n := len(b.norm); n > 1 && b.norm[n-1] == '=' && classesOf(trimPad(b.norm))&(1<<clsB64) != 0 {

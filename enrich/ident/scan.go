@@ -38,6 +38,9 @@ const (
 	minB64Decode = 12   // shortest base64 run tried as an encoded layer
 )
 
+// narrowOrder lists run classes from the narrowest character set to the widest.
+var narrowOrder = [...]int{clsDigit, clsHex, clsHexSep, clsAlnum, clsB64, clsWord, clsText}
+
 var lut = func() (t [256]uint8) {
 	for c := 0; c < 256; c++ {
 		b := byte(c)
@@ -394,6 +397,16 @@ func (s *Scanner) lookup(h uint64, off, n, layer int, upper bool) {
 // decompressed as far as they go).
 func (s *Scanner) decodeLayers(data []byte, layer int) {
 	next := layer + 1
+	if i := bytes.Index(data, gzipMagic); i >= 0 {
+		s.inflate(data[i:], next, compGzip)
+	} else if len(data) > 2 && isZlibHeader(data) {
+		s.inflate(data, next, compZlib)
+	}
+	// Text encodings are only peeled off text: binary payload (TLS records,
+	// media) would "decode" to more binary at the cost of rescans.
+	if looksBinary(data) {
+		return
+	}
 	if bytes.IndexByte(data, '%') >= 0 || bytes.IndexByte(data, '+') >= 0 {
 		if out, ok := urlDecode(s.layerBuf[next][:0], data); ok {
 			s.layerBuf[next] = out
@@ -405,11 +418,6 @@ func (s *Scanner) decodeLayers(data []byte, layer int) {
 			s.layerBuf[next] = out
 			s.scanLayer(out, next)
 		}
-	}
-	if i := bytes.Index(data, gzipMagic); i >= 0 {
-		s.inflate(data[i:], next, compGzip)
-	} else if len(data) > 2 && isZlibHeader(data) {
-		s.inflate(data, next, compZlib)
 	}
 	for _, sp := range s.b64[layer] {
 		if s.budgetBytes <= 0 {
@@ -424,7 +432,25 @@ func (s *Scanner) decodeLayers(data []byte, layer int) {
 	}
 }
 
+// looksBinary samples the first 512 bytes: more than 1 in 8 outside
+// printable ASCII and common whitespace means binary.
+func looksBinary(b []byte) bool {
+	if len(b) > 512 {
+		b = b[:512]
+	}
+	bin := 0
+	for _, c := range b {
+		if (c < 0x20 && c != '\n' && c != '\r' && c != '\t') || c >= 0x7f {
+			bin++
+		}
+	}
+	return bin*8 > len(b)
+}
+
 var gzipMagic = []byte{0x1f, 0x8b, 0x08}
+
+// emptyZlib is a complete zlib stream of zero bytes.
+var emptyZlib = []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01}
 
 func isZlibHeader(b []byte) bool {
 	return b[0] == 0x78 && (uint16(b[0])<<8|uint16(b[1]))%31 == 0
@@ -456,24 +482,24 @@ func (s *Scanner) inflate(data []byte, layer int, kind compression) {
 	switch kind {
 	case compGzip:
 		if s.gz == nil {
-			gz, err := gzip.NewReader(&s.br)
-			if err != nil {
-				return
-			}
-			s.gz = gz
-		} else if err := s.gz.Reset(&s.br); err != nil {
+			s.gz = new(gzip.Reader)
+		}
+		if err := s.gz.Reset(&s.br); err != nil {
 			return
 		}
 		s.gz.Multistream(false)
 		r = s.gz
 	case compZlib:
 		if s.zl == nil {
-			zl, err := zlib.NewReader(&s.br)
+			// zlib has no zero-value reader: make one from an empty stream
+			// once, then Reset it (a failed Reset leaves it reusable).
+			zl, err := zlib.NewReader(bytes.NewReader(emptyZlib))
 			if err != nil {
 				return
 			}
 			s.zl = zl
-		} else if err := s.zl.(zlib.Resetter).Reset(&s.br, nil); err != nil {
+		}
+		if err := s.zl.(zlib.Resetter).Reset(&s.br, nil); err != nil {
 			return
 		}
 		r = s.zl
