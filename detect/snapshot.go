@@ -198,7 +198,7 @@ func (e *Engine) Restore(r io.Reader) error {
 				lastTs: sp.LastTs, sumConns: sp.SumConns, sumSecs: sp.SumSecs, lastSeen: sp.LastSeen, nextScore: sp.NextScore, dirty: sp.Dirty,
 				flowFirst: sp.FlowFirst, flowEnd: sp.FlowEnd, addr: sp.DstAddr, port: sp.Port, host: sp.Host,
 				asn: sp.ASN, country: sp.Country, org: sp.Org}
-			if len(p.ts) != len(p.sizes) || len(p.ts) > e.cfg.Beacon.MaxTimestamps || p.head >= max(len(p.ts), 1) {
+			if len(p.ts) != len(p.sizes) || len(p.ts) > e.cfg.Beacon.MaxTimestamps || p.head < 0 || p.head >= max(len(p.ts), 1) {
 				p.ts, p.sizes, p.head = nil, nil, 0
 			}
 			d.pairs[pairKey{addr: sp.Addr, host: sp.Host}.hash()] = p
