@@ -434,3 +434,14 @@ func (DiscardWriter) Write(context.Context, []transport.Message) error { return 
 func (DiscardWriter) Close() error { return nil }
 
 var _ io.Closer = DiscardWriter{}
+
+// ReplayPcap runs a capture through the collector and calls fn for each
+// flow record (no transport), e.g. for `exfilwatch match --pcap`.
+func ReplayPcap(ctx context.Context, cfg *Config, path string, fn flow.EmitFunc) (collector.Stats, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return collector.Stats{}, fmt.Errorf("pcap: %w", err)
+	}
+	defer f.Close()
+	return collector.ReadPcap(ctx, f, cfg.Collector, fn, collector.WithParse(parse.Fill))
+}
