@@ -383,7 +383,7 @@ func decodeTransport(frame []byte, l4, l3end int, p *flow.Packet) Reason {
 	switch p.Key.Proto {
 	case ProtoTCP:
 		if capEnd < l4+14 {
-			return truncatedOrBad(frame, l4+14, l3end)
+			return truncatedOrBad(p, l4+14, l3end)
 		}
 		t := frame[l4:]
 		p.Key.SrcPort = binary.BigEndian.Uint16(t)
@@ -396,7 +396,7 @@ func decodeTransport(frame []byte, l4, l3end int, p *flow.Packet) Reason {
 		p.TCPFlags = t[13]
 	case ProtoUDP, ProtoSCTP:
 		if capEnd < l4+4 {
-			return truncatedOrBad(frame, l4+4, l3end)
+			return truncatedOrBad(p, l4+4, l3end)
 		}
 		p.Key.SrcPort = binary.BigEndian.Uint16(frame[l4:])
 		p.Key.DstPort = binary.BigEndian.Uint16(frame[l4+2:])
@@ -410,7 +410,7 @@ func decodeTransport(frame []byte, l4, l3end int, p *flow.Packet) Reason {
 		}
 	case ProtoICMP, ProtoICMPv6:
 		if capEnd < l4+2 {
-			return truncatedOrBad(frame, l4+2, l3end)
+			return truncatedOrBad(p, l4+2, l3end)
 		}
 		p.Key.SrcPort = uint16(frame[l4])   // type
 		p.Key.DstPort = uint16(frame[l4+1]) // code
@@ -430,9 +430,15 @@ func decodeTransport(frame []byte, l4, l3end int, p *flow.Packet) Reason {
 }
 
 // truncatedOrBad distinguishes a header cut by the snaplen (Truncated) from
-// one the IP length says cannot be there (BadTransport).
-func truncatedOrBad(frame []byte, need, l3end int) Reason {
+// one the IP length says cannot be there (BadTransport). A first fragment
+// too small to hold the ports (tiny-fragment evasion) is still counted, to
+// the L3-only flow like the later fragments, so its bytes are not lost.
+func truncatedOrBad(p *flow.Packet, need, l3end int) Reason {
 	if need > l3end {
+		if p.Fragment {
+			p.Key.SrcPort, p.Key.DstPort = 0, 0
+			return OK
+		}
 		return BadTransport
 	}
 	return Truncated

@@ -247,3 +247,13 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeTinyFirstFragment(t *testing.T) {
+	ip := ipv4(layers.IPProtocolTCP)
+	ip.Flags = layers.IPv4MoreFragments
+	frame := build(t, eth(layers.EthernetTypeIPv4), ip, gopacket.Payload([]byte{0x9c, 0x40, 0x01, 0xbb, 0, 0, 0, 0}))
+	var p flow.Packet
+	if r := Decode(LinkEthernet, frame, len(frame), &p); r != OK || !p.Fragment || p.Key.SrcPort != 0 || p.Key.Proto != 6 || p.L3Bytes != 28 {
+		t.Errorf("tiny first fragment: %v %+v %d", r, p.Key, p.L3Bytes)
+	}
+}

@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -386,5 +387,24 @@ func TestSinkDeltas(t *testing.T) {
 	if b.EndReason != flowpb.EndReason_END_REASON_TCP_RST || b.PacketsOut != 21 || b.BytesOut != 2100 || b.PacketsIn != 0 ||
 		len(b.Interfaces) != 2 || b.Interfaces[1] != "wan0" || len(b.Snippets) != 1 {
 		t.Errorf("second record: %v", b)
+	}
+}
+
+func TestRunShutdownFlush(t *testing.T) {
+	c := &collected{}
+	var now int64 = 100 * sec
+	tb := NewTable(TableConfig{Gateway: "gw", Clock: func() int64 { return now }}, c.emit)
+	k := Key{Src: addr16("10.0.0.7"), Dst: addr16("1.2.3.4"), SrcPort: 4000, DstPort: 53, Proto: 17, IPVersion: 4}
+	tb.UpdateFlow(k, DirStats{Packets: 1, Bytes: 60, FirstNs: now, LastNs: now})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- tb.Run(ctx, time.Millisecond) }()
+	time.Sleep(5 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(c.recs) != 1 || c.recs[0].EndReason != flowpb.EndReason_END_REASON_SHUTDOWN {
+		t.Fatalf("shutdown flush: %v", c.recs)
 	}
 }
