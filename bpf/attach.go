@@ -67,8 +67,17 @@ func (p *Probe) Attach(ifname string) error {
 		}
 	}
 	p.attached = append(p.attached, atts...)
+	p.names = append(p.names, ifname)
 	slog.Info("bpf: attached", "interface", ifname, "ifindex", ifc.Index, "slot", slot, "mode", mode)
 	return nil
+}
+
+// Interfaces returns the attached interface names by slot: element i is the
+// interface of flow.DirStats.IfMask bit i.
+func (p *Probe) Interfaces() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.names...)
 }
 
 // setSlot records ifindex -> slot in the kernel's if_slots array.

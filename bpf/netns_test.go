@@ -395,6 +395,9 @@ func testVethGateway(t *testing.T, mode string) {
 	if h := hooks(); strings.Count(h, "exfil") != 4 || !strings.Contains(h, wantHook) {
 		t.Fatalf("attached in the gateway after attaching in %s mode:\n%s", mode, h)
 	}
+	if got := p.Interfaces(); len(got) != 2 || got[0] != "gwp" || got[1] != "gwi" {
+		t.Fatalf("Interfaces() = %v, want [gwp gwi]", got)
+	}
 	capP := newCapture(t, tp.gw, "gwp") // phone -> internet, as received by the gateway
 	capI := newCapture(t, tp.gw, "gwi") // internet -> phone
 

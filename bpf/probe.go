@@ -35,6 +35,7 @@ type Probe struct {
 	mu       sync.Mutex
 	attached []attachment
 	slots    map[int]int // ifindex -> slot
+	names    []string    // interface names by slot
 	closed   bool
 
 	// User-space counters, owned by the Run goroutine but read by Counters.
