@@ -61,6 +61,9 @@ func (o outcome) count(err error) {
 // than reallocated, so a collector that recycles records allocates only for
 // new strings.
 func Fill(rec *flowpb.FlowRecord) {
+	if rec == nil {
+		return
+	}
 	client, server := flowpb.Direction_DIRECTION_OUTBOUND, flowpb.Direction_DIRECTION_INBOUND
 	serverPort := rec.DstPort
 	if rec.Direction == flowpb.Direction_DIRECTION_INBOUND {

@@ -161,3 +161,52 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestFillConcurrent: the pooled scratch memory (including the QUIC key
+// cache) is never shared between concurrent calls. Run with -race.
+func TestFillConcurrent(t *testing.T) {
+	hello := goClientHello(t, &tls.Config{ServerName: "concurrent.example"})
+	mk := []func() *flowpb.FlowRecord{
+		func() *flowpb.FlowRecord {
+			return &flowpb.FlowRecord{Protocol: protoTCP, DstPort: 443, Snippets: segments(dirOut, hello, 300)}
+		},
+		func() *flowpb.FlowRecord { return pcapFlows(t, pcapPath(t, "sv-dns-udp-txt.pcap"), 0)[1] },
+		func() *flowpb.FlowRecord {
+			return pcapFlows(t, pcapPath(t, "zeek-quic-chromium-api-cirrus-com.pcap"), 0)[0]
+		},
+	}
+	want := []string{"concurrent.example", "textsecure-service-ca.whispersystems.org", "api.cirrus-ci.com"}
+	got := func(r *flowpb.FlowRecord) string {
+		if r.Tls != nil {
+			return r.Tls.Sni
+		}
+		if r.Dns != nil {
+			return r.Dns.QueryName
+		}
+		return ""
+	}
+	errs := make(chan string, 16)
+	done := make(chan struct{})
+	for i := range mk {
+		for g := 0; g < 2; g++ {
+			rec := mk[i]()
+			go func() {
+				defer func() { done <- struct{}{} }()
+				for n := 0; n < 200; n++ {
+					Fill(rec)
+					if s := got(rec); s != want[i] {
+						errs <- s
+						return
+					}
+				}
+			}()
+		}
+	}
+	for i := 0; i < 2*len(mk); i++ {
+		<-done
+	}
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent Fill produced %q", e)
+	}
+}
