@@ -119,15 +119,16 @@ func Fill(rec *flowpb.FlowRecord) {
 
 func isDNSPort(p uint32) bool { return p == 53 || p == 5353 || p == 5355 }
 
-// firstOf returns the first snippet of direction d (snippets are in
-// packet_index order per direction).
+// firstOf returns the snippet of direction d with the lowest packet_index
+// (the collector emits them in order; this does not rely on it).
 func firstOf(snips []*flowpb.Snippet, d flowpb.Direction) *flowpb.Snippet {
+	var first *flowpb.Snippet
 	for _, s := range snips {
-		if s != nil && s.Direction == d {
-			return s
+		if s != nil && s.Direction == d && (first == nil || s.PacketIndex < first.PacketIndex) {
+			first = s
 		}
 	}
-	return nil
+	return first
 }
 
 // dataOf returns a snippet's bytes (nil for no snippet).
