@@ -50,7 +50,8 @@ func TestTransient(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{&ch.Exception{Code: 252, Message: "Too many parts"}, true},
+		{&ch.Exception{Code: 252, Message: "Too many parts (300). Merges are processing significantly slower than inserts"}, true},
+		{&ch.Exception{Code: 252, Message: "Too many partitions for single INSERT block (more than 100)"}, false},
 		{&ch.Exception{Code: 241, Message: "Memory limit"}, true},
 		{&ch.Exception{Code: 60, Message: "Unknown table"}, false},
 		{&ch.Exception{Code: 53, Message: "Type mismatch"}, false},

@@ -178,6 +178,11 @@ func (w *Writer) WriteAlerts(ctx context.Context, alerts []*flowpb.Alert) error 
 
 // insert sends one block, retrying transient failures.
 func (w *Writer) insert(ctx context.Context, table, query string, rows int, cols []any) error {
+	if w.profile == ProfileModern {
+		// A replayed capture can span many days; the default limit of 100
+		// partitions per block would refuse it (18.16 has no such limit).
+		ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_partitions_per_insert_block": 1000}))
+	}
 	return w.retry(ctx, table, func(ctx context.Context) error {
 		start := time.Now()
 		if err := sendBlock(ctx, w.conn, query, cols); err != nil {
@@ -275,6 +280,9 @@ func Transient(err error) bool {
 	}
 	var ex *ch.Exception
 	if errors.As(err, &ex) {
+		if ex.Code == 252 && strings.Contains(ex.Message, "partitions for single INSERT block") {
+			return false // the same block would be refused again
+		}
 		return transientCodes[ex.Code]
 	}
 	var conv *column.ColumnConverterError
