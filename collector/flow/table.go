@@ -94,6 +94,7 @@ type snip struct {
 	timeNs    int64
 	index     uint32
 	offset    uint32
+	start     int
 	n         int
 	truncated bool
 }
@@ -258,7 +259,7 @@ func (t *Table) lookup(k Key, s uint8, now int64) (int32, error) {
 	b0, b1 := e.sides[0].buf, e.sides[1].buf
 	s0, s1 := e.sides[0].snips, e.sides[1].snips
 	*e = entry{key: k, hash: h, used: true, opener: s, firstNs: now, startNs: now, lastNs: now}
-	e.sides[0].buf, e.sides[1].buf = b0, b1
+	e.sides[0].buf, e.sides[1].buf = b0[:0], b1[:0]
 	e.sides[0].snips, e.sides[1].snips = s0[:0], s1[:0]
 	e.lab[0], e.lab[1] = t.inLab(k.Src), t.inLab(k.Dst)
 	t.idx.put(t.ents, i, h)
@@ -501,13 +502,14 @@ func (t *Table) addSnippet(sd *side, ts int64, idx, off uint32, data []byte, tru
 	if sd.taken >= np || nb == 0 {
 		return
 	}
-	if sd.buf == nil {
-		sd.buf = make([]byte, np*nb)
-		sd.snips = make([]snip, 0, np)
-	}
-	slot := sd.nsnip
-	n := copy(sd.buf[slot*nb:(slot+1)*nb], data)
-	sd.snips = append(sd.snips[:slot], snip{timeNs: ts, index: idx, offset: off, n: n, truncated: truncated || n < len(data)})
+	// Snippets are appended back to back into the side's buffer, which
+	// keeps its capacity when the slot is reused: memory follows the
+	// payload actually kept (a DNS flow holds ~100 bytes, not
+	// SnippetPackets*SnippetBytes), and steady state allocates nothing.
+	n := min(len(data), nb)
+	start := len(sd.buf)
+	sd.buf = append(sd.buf, data[:n]...)
+	sd.snips = append(sd.snips[:sd.nsnip], snip{timeNs: ts, index: idx, offset: off, start: start, n: n, truncated: truncated || n < len(data)})
 	sd.nsnip++
 	sd.taken++
 }
@@ -692,7 +694,6 @@ func appendU64(b []byte, v uint64) []byte {
 func (t *Table) snippets(e *entry, src uint8) []*flowpb.Snippet {
 	t.snipPtrs = t.snipPtrs[:0]
 	t.snipTimes = t.snipTimes[:0]
-	nb := t.cfg.SnippetBytes
 	for s := uint8(0); s < 2; s++ {
 		sd := &e.sides[s]
 		d := flowpb.Direction_DIRECTION_OUTBOUND
@@ -709,13 +710,14 @@ func (t *Table) snippets(e *entry, src uint8) []*flowpb.Snippet {
 			sn.Direction = d
 			sn.PacketIndex = m.index
 			sn.StreamOffset = m.offset
-			sn.Data = sd.buf[j*nb : j*nb+m.n : j*nb+m.n]
+			sn.Data = sd.buf[m.start : m.start+m.n : m.start+m.n]
 			sn.Truncated = m.truncated
 			t.snipPtrs = append(t.snipPtrs, sn)
 			t.snipTimes = append(t.snipTimes, m.timeNs)
 		}
 		sd.nsnip = 0
 		sd.snips = sd.snips[:0]
+		sd.buf = sd.buf[:0] // the record's Data views stay valid until the next append
 	}
 	// Order by capture time (insertion sort: at most 2*SnippetPackets).
 	ps, ts := t.snipPtrs, t.snipTimes
