@@ -26,17 +26,18 @@ type pairKey struct {
 // window regardless of the cap, so histogram, duration, long-connection and
 // strobe figures are exact while the timestamp and size scores use the most
 // recent connections.
+//
+// The layout keeps what one record touches close together: a connection's
+// time and size share a ring element, and a bin's number, count and seconds
+// share a slot, so an update costs few cache lines.
 type pair struct {
-	ts    []uint32 // connection start, unix seconds (ring)
-	sizes []uint32 // bytes_out per connection, saturated (ring)
-	head  int      // next write position once the rings are full
+	ring []conn // most recent connections (ring once full)
+	head int    // next write position once the ring is full
 
-	bins      [24]uint32 // connections per bin
-	binDur    [24]uint32 // seconds of connection time per bin
-	binIdx    [24]int32  // absolute bin number held by each slot (bins since the epoch)
-	lastTs    uint32     // last connection start added
-	sumConns  uint32     // sum of bins over all slots (>= the window's)
-	sumSecs   uint32     // sum of binDur over all slots (>= the window's)
+	slots     [24]binSlot
+	lastTs    uint32 // last connection start added
+	sumConns  uint32 // sum of bins over all slots (>= the window's)
+	sumSecs   uint32 // sum of binDur over all slots (>= the window's)
 	lastSeen  int64
 	nextScore int64 // record time of the next allowed rescore
 	dirty     bool  // connections added since the last score
@@ -53,6 +54,19 @@ type pair struct {
 	asn     uint32
 }
 
+// conn is one connection in a pair's ring.
+type conn struct {
+	ts   uint32 // start, unix seconds
+	size uint32 // bytes_out, saturated
+}
+
+// binSlot is one of the 24 window bins.
+type binSlot struct {
+	idx   int32  // absolute bin number held (bins since the epoch)
+	conns uint32 // connections starting in the bin
+	secs  uint32 // seconds of connection time ending in the bin
+}
+
 // hash keys the device's pair table; names and addresses hash with
 // different seeds so they never share a slot by construction.
 func (k pairKey) hash() uint64 {
@@ -67,10 +81,10 @@ func (e *Engine) binLen() int64 { return int64(e.cfg.Beacon.Window) / 24 }
 // slot returns the slot of absolute bin b, clearing it if it held an older bin.
 func (p *pair) slot(b int64) int {
 	i := int(b % 24)
-	if int64(p.binIdx[i]) != b {
-		p.sumConns -= p.bins[i]
-		p.sumSecs -= p.binDur[i]
-		p.binIdx[i], p.bins[i], p.binDur[i] = int32(b), 0, 0
+	if s := &p.slots[i]; int64(s.idx) != b {
+		p.sumConns -= s.conns
+		p.sumSecs -= s.secs
+		*s = binSlot{idx: int32(b)}
 	}
 	return i
 }
@@ -78,11 +92,12 @@ func (p *pair) slot(b int64) int {
 // window copies the bins that are inside the window ending at bin cur into
 // out (others as zero) and returns total connections and seconds.
 func (p *pair) window(cur int64, out *[24]uint32) (conns, secs uint64) {
-	for i := range p.bins {
-		if b := int64(p.binIdx[i]); b > cur-24 && b <= cur {
-			out[i] = p.bins[i]
-			conns += uint64(p.bins[i])
-			secs += uint64(p.binDur[i])
+	for i := range p.slots {
+		s := &p.slots[i]
+		if b := int64(s.idx); b > cur-24 && b <= cur {
+			out[i] = s.conns
+			conns += uint64(s.conns)
+			secs += uint64(s.secs)
 		} else {
 			out[i] = 0
 		}
@@ -141,9 +156,10 @@ func (e *Engine) beaconPair(d *device, k pairKey, rec *flowpb.FlowRecord, ts int
 	}
 	if ts > from {
 		i := p.slot(cur)
-		old := p.binDur[i]
-		p.binDur[i] = satAdd32(old, uint64((ts-from)/int64(time.Second)))
-		p.sumSecs += p.binDur[i] - old
+		s := &p.slots[i]
+		old := s.secs
+		s.secs = satAdd32(old, uint64((ts-from)/int64(time.Second)))
+		p.sumSecs += s.secs - old
 	}
 	if ts > p.flowEnd || newConn {
 		p.flowEnd = ts
@@ -152,8 +168,8 @@ func (e *Engine) beaconPair(d *device, k pairKey, rec *flowpb.FlowRecord, ts int
 		p.flowFirst = first
 		if b := first / bl; b > cur-24 {
 			i := p.slot(b)
-			if p.bins[i] < 1<<32-1 {
-				p.bins[i]++
+			if p.slots[i].conns < 1<<32-1 {
+				p.slots[i].conns++
 				p.sumConns++
 			}
 		}
@@ -161,12 +177,11 @@ func (e *Engine) beaconPair(d *device, k pairKey, rec *flowpb.FlowRecord, ts int
 		if sec != p.lastTs {
 			p.lastTs = sec
 			size := uint32(min(rec.BytesOut, 1<<32-1))
-			if len(p.ts) < c.MaxTimestamps {
-				p.ts = append(p.ts, sec)
-				p.sizes = append(p.sizes, size)
+			if len(p.ring) < c.MaxTimestamps {
+				p.ring = append(p.ring, conn{sec, size})
 			} else {
-				p.ts[p.head], p.sizes[p.head] = sec, size
-				p.head = (p.head + 1) % len(p.ts)
+				p.ring[p.head] = conn{sec, size}
+				p.head = (p.head + 1) % len(p.ring)
 			}
 			p.dirty = true
 		}
@@ -228,11 +243,11 @@ func (e *Engine) scoreBeacon(p *pair, now int64, gate bool) (BeaconScore, bool) 
 	ts := e.scratch[:0]
 	sizes := e.sizeBuf[:0]
 	firstSec := uint32(1<<32 - 1)
-	for i, t := range p.ts {
-		if t >= lo {
-			ts = append(ts, float64(t))
-			sizes = append(sizes, float64(p.sizes[i]))
-			firstSec = min(firstSec, t)
+	for _, cn := range p.ring {
+		if cn.ts >= lo {
+			ts = append(ts, float64(cn.ts))
+			sizes = append(sizes, float64(cn.size))
+			firstSec = min(firstSec, cn.ts)
 		}
 	}
 	if len(ts) < c.UniqueConnections {
@@ -248,10 +263,10 @@ func (e *Engine) scoreBeacon(p *pair, now int64, gate bool) (BeaconScore, bool) 
 	// With a full ring the earliest connection in the window may have been
 	// overwritten: use the start of the oldest non-empty bin instead.
 	first := float64(firstSec)
-	if len(p.ts) == c.MaxTimestamps {
+	if len(p.ring) == c.MaxTimestamps {
 		for i := range bins {
 			if bins[i] > 0 {
-				first = min(first, float64(int64(p.binIdx[i])*bl/int64(time.Second)))
+				first = min(first, float64(int64(p.slots[i].idx)*bl/int64(time.Second)))
 			}
 		}
 	}

@@ -126,8 +126,8 @@ func TestBeaconTimestampCapBoundsMemory(t *testing.T) {
 		e.Process(flow("dev1", at(time.Duration(i)*time.Minute), "203.0.113.7"), s.emit)
 	}
 	for _, p := range e.devices[hashID("dev1")].pairs {
-		if len(p.ts) != 16 || cap(p.ts) > 32 {
-			t.Fatalf("ring len %d cap %d", len(p.ts), cap(p.ts))
+		if len(p.ring) != 16 || cap(p.ring) > 32 {
+			t.Fatalf("ring len %d cap %d", len(p.ring), cap(p.ring))
 		}
 	}
 }

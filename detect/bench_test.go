@@ -171,8 +171,7 @@ func BenchmarkBeaconScore(b *testing.B) {
 	e, _ := New(DefaultConfig())
 	p := &pair{}
 	for i := 0; i < e.cfg.Beacon.MaxTimestamps; i++ {
-		p.ts = append(p.ts, uint32(t0/int64(time.Second))+uint32(i*300))
-		p.sizes = append(p.sizes, uint32(400+i%7))
+		p.ring = append(p.ring, conn{uint32(t0/int64(time.Second)) + uint32(i*300), uint32(400 + i%7)})
 	}
 	now := t0 + int64(e.cfg.Beacon.MaxTimestamps*300)*int64(time.Second)
 	e.dataMin = t0

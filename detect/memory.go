@@ -40,7 +40,7 @@ func deviceBytes(d *device) int {
 	}
 	for _, p := range d.pairs {
 		n += 8 + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*p)) +
-			4*cap(p.ts) + 4*cap(p.sizes)
+			8*cap(p.ring)
 	}
 	for k, s := range d.dns {
 		n += len(k) + 16 + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*s)) + 4*cap(s.set)

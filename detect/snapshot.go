@@ -141,10 +141,17 @@ func snapDev(d *device) snapDevice {
 	}
 	for _, p := range d.pairs {
 		k := p.key()
-		sd.Pairs = append(sd.Pairs, snapPair{Addr: k.addr, Host: k.host, TS: p.ts, Sizes: p.sizes, Head: p.head,
-			Bins: p.bins, BinDur: p.binDur, BinIdx: p.binIdx, LastTs: p.lastTs, SumConns: p.sumConns, SumSecs: p.sumSecs, LastSeen: p.lastSeen,
+		sp := snapPair{Addr: k.addr, Host: k.host, Head: p.head, LastTs: p.lastTs, SumConns: p.sumConns, SumSecs: p.sumSecs, LastSeen: p.lastSeen,
 			NextScore: p.nextScore, Dirty: p.dirty, FlowFirst: p.flowFirst, FlowEnd: p.flowEnd,
-			DstAddr: p.addr, Port: p.port, ASN: p.asn, Country: p.country, Org: p.org})
+			DstAddr: p.addr, Port: p.port, ASN: p.asn, Country: p.country, Org: p.org}
+		for _, c := range p.ring {
+			sp.TS = append(sp.TS, c.ts)
+			sp.Sizes = append(sp.Sizes, c.size)
+		}
+		for i, s := range p.slots {
+			sp.BinIdx[i], sp.Bins[i], sp.BinDur[i] = s.idx, s.conns, s.secs
+		}
+		sd.Pairs = append(sd.Pairs, sp)
 	}
 	for k, s := range d.dns {
 		sd.DNS = append(sd.DNS, snapDNS{Domain: k, WinStart: s.winStart, LastSeen: s.lastSeen, Set: s.set,
@@ -194,12 +201,20 @@ func (e *Engine) Restore(r io.Reader) error {
 			d.pairs = make(map[uint64]*pair, len(sd.Pairs))
 		}
 		for _, sp := range sd.Pairs {
-			p := &pair{ts: sp.TS, sizes: sp.Sizes, head: sp.Head, bins: sp.Bins, binDur: sp.BinDur, binIdx: sp.BinIdx,
+			p := &pair{head: sp.Head,
 				lastTs: sp.LastTs, sumConns: sp.SumConns, sumSecs: sp.SumSecs, lastSeen: sp.LastSeen, nextScore: sp.NextScore, dirty: sp.Dirty,
 				flowFirst: sp.FlowFirst, flowEnd: sp.FlowEnd, addr: sp.DstAddr, port: sp.Port, host: sp.Host,
 				asn: sp.ASN, country: sp.Country, org: sp.Org}
-			if len(p.ts) != len(p.sizes) || len(p.ts) > e.cfg.Beacon.MaxTimestamps || p.head < 0 || p.head >= max(len(p.ts), 1) {
-				p.ts, p.sizes, p.head = nil, nil, 0
+			for i := range p.slots {
+				p.slots[i] = binSlot{idx: sp.BinIdx[i], conns: sp.Bins[i], secs: sp.BinDur[i]}
+			}
+			if len(sp.TS) != len(sp.Sizes) || len(sp.TS) > e.cfg.Beacon.MaxTimestamps || p.head < 0 || p.head >= max(len(sp.TS), 1) {
+				p.head = 0
+			} else if len(sp.TS) > 0 {
+				p.ring = make([]conn, len(sp.TS), cap(sp.TS))
+				for i := range sp.TS {
+					p.ring[i] = conn{sp.TS[i], sp.Sizes[i]}
+				}
 			}
 			d.pairs[pairKey{addr: sp.Addr, host: sp.Host}.hash()] = p
 		}
