@@ -147,11 +147,15 @@ func (e *Engine) Process(rec *flowpb.FlowRecord, emit func(*flowpb.Alert)) {
 	external := dir != flowpb.Direction_DIRECTION_TRANSIT && dir != flowpb.Direction_DIRECTION_INTERNAL &&
 		isRemote(dst.GetAddrClass())
 
-	if len(enr.GetMatches()) > 0 {
-		if e.cfg.IdentifierLeak.Enabled {
+	if e.cfg.IdentifierLeak.Enabled {
+		e.cnt.records[detIdentifierLeak]++
+		if len(enr.GetMatches()) > 0 {
 			e.identifierLeak(dev, rec, ts, emit)
 		}
-		if e.cfg.Cleartext.Enabled {
+	}
+	if e.cfg.Cleartext.Enabled {
+		e.cnt.records[detCleartext]++
+		if len(enr.GetMatches()) > 0 {
 			e.cleartextLeak(dev, rec, ts, emit)
 		}
 	}
@@ -183,8 +187,16 @@ func (e *Engine) Process(rec *flowpb.FlowRecord, emit func(*flowpb.Alert)) {
 	if rec.Dns != nil {
 		return
 	}
-	if e.cfg.Beacon.Enabled || e.cfg.Beacon.LongConnEnabled || e.cfg.Beacon.StrobeEnabled {
-		e.cnt.records[detBeacon]++
+	if b := e.cfg.Beacon; b.Enabled || b.LongConnEnabled || b.StrobeEnabled {
+		if b.Enabled {
+			e.cnt.records[detBeacon]++
+		}
+		if b.LongConnEnabled {
+			e.cnt.records[detLongConn]++
+		}
+		if b.StrobeEnabled {
+			e.cnt.records[detStrobe]++
+		}
 		e.beacon(dev, rec, ts, emit)
 	}
 }

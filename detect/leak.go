@@ -17,7 +17,6 @@ import (
 // must already know the value to link it), one level up when the flow was
 // cleartext, one up when the destination violates the group's policy.
 func (e *Engine) identifierLeak(d *device, rec *flowpb.FlowRecord, ts int64, emit func(*flowpb.Alert)) {
-	e.cnt.records[detIdentifierLeak]++
 	denied := e.violates(d, rec) != ""
 	for _, m := range rec.Enrichment.Matches {
 		sev, ok := e.typeSev[m.IdentifierType]
@@ -71,7 +70,6 @@ func (e *Engine) identifierLeak(d *device, rec *flowpb.FlowRecord, ts int64, emi
 // they are visible to every on-path observer, not just the receiver. One
 // alert per device, destination and identifier type per suppression window.
 func (e *Engine) cleartextLeak(d *device, rec *flowpb.FlowRecord, ts int64, emit func(*flowpb.Alert)) {
-	e.cnt.records[detCleartext]++
 	for _, m := range rec.Enrichment.Matches {
 		if !matchCleartext(rec, m) {
 			continue
