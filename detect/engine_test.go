@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func TestIdleDevicesEvicted(t *testing.T) {
@@ -85,4 +87,43 @@ func TestProcessSteadyStateAllocs(t *testing.T) {
 	if len(s.alerts) != 0 {
 		t.Fatalf("steady-state records alerted: %v", s.alerts[0].Summary)
 	}
+}
+
+func TestMetricsPublished(t *testing.T) {
+	c := quiet()
+	c.IdentifierLeak.Enabled = true
+	e := newEngine(t, c)
+	e.Name = "metrics-test"
+	get := func(v *prometheus.CounterVec) float64 { return value(t, v.WithLabelValues("identifier_leak")) }
+	r0, a0, s0 := get(metricRecords), get(metricAlerts), get(metricSuppressed)
+	var s sink
+	for i := 0; i < 5; i++ {
+		e.Process(flow("dev1", at(time.Duration(i)*time.Minute), "203.0.113.9", sni("a.example.com"), match("imei", "raw", "snippet.out", false)), s.emit)
+	}
+	e.Process(flow("dev1", at(6*time.Minute), "203.0.113.9"), s.emit)
+	e.Flush(at(7*time.Minute), s.emit)
+	if d := get(metricRecords) - r0; d != 6 {
+		t.Errorf("records +%v, want 6", d)
+	}
+	if d := get(metricAlerts) - a0; d != 1 {
+		t.Errorf("alerts +%v, want 1", d)
+	}
+	if d := get(metricSuppressed) - s0; d != 4 {
+		t.Errorf("suppressed +%v, want 4", d)
+	}
+	if v := value(t, metricStateBytes.WithLabelValues("metrics-test")); v <= 0 || v != float64(e.StateBytes()) {
+		t.Errorf("state gauge %v, StateBytes %d", v, e.StateBytes())
+	}
+}
+
+func value(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Counter != nil {
+		return d.Counter.GetValue()
+	}
+	return d.Gauge.GetValue()
 }
