@@ -208,3 +208,38 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// Open waits for a server that is not up yet (the sink may start first).
+func TestOpenWaitsForServer(t *testing.T) {
+	cfg := testConfig(t)
+	proxy := newProxy(t, cfg.Addr)
+	proxy.down()
+	pcfg := cfg
+	pcfg.Addr, pcfg.DialTimeout = proxy.addr, time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	type result struct {
+		w   *Writer
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		w, err := Open(ctx, pcfg)
+		done <- result{w, err}
+	}()
+	time.Sleep(400 * time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("Open returned while the server was unreachable: %v", r.err)
+	default:
+	}
+	proxy.up()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Open after the server came up: %v", r.err)
+	}
+	defer r.w.Close()
+	if got, err := AppliedMigrations(ctx, r.w.Conn(), cfg.Database); err != nil || len(got) == 0 {
+		t.Fatalf("migrations after delayed Open: %v, %v", got, err)
+	}
+}

@@ -228,7 +228,7 @@ func (w *Writer) retry(ctx context.Context, what string, op func(context.Context
 		err := op(ctx)
 		if err == nil {
 			if attempt > 1 {
-				w.log.Info("clickhouse insert recovered", "table", what, "attempts", attempt)
+				w.log.Info("clickhouse operation recovered", "op", what, "attempts", attempt)
 			}
 			return nil
 		}
@@ -241,7 +241,7 @@ func (w *Writer) retry(ctx context.Context, what string, op func(context.Context
 		}
 		insertRetries.WithLabelValues(what).Inc()
 		sleep := time.Duration(float64(backoff) * (0.8 + 0.4*rand.Float64()))
-		w.log.Warn("clickhouse insert failed; retrying", "table", what, "attempt", attempt, "backoff", sleep, "err", err)
+		w.log.Warn("clickhouse operation failed; retrying", "op", what, "attempt", attempt, "backoff", sleep, "err", err)
 		t := time.NewTimer(sleep)
 		select {
 		case <-ctx.Done():
