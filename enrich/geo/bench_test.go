@@ -34,7 +34,7 @@ var (
 	benchMutex sync.Mutex
 )
 
-func loadBench(b *testing.B, name string, files []string, uniformV4 bool) *benchSet {
+func loadBench(b testing.TB, name string, files []string, uniformV4 bool) *benchSet {
 	b.Helper()
 	benchMutex.Lock()
 	defer benchMutex.Unlock()
@@ -99,6 +99,14 @@ func benchLookups(b *testing.B, s *benchSet, decode func(r maxminddb.Result) err
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				s.db.Lookup(addrs[i&(benchAddrs-1)], &g)
+			}
+		})
+		b.Run(fam+"/flat-uncounted", func(b *testing.B) {
+			var g flowpb.Geo
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s.db.lookup(addrs[i&(benchAddrs-1)], &g)
 			}
 		})
 		b.Run(fam+"/maxminddb", func(b *testing.B) {

@@ -3,6 +3,7 @@ package geo
 import (
 	"net/netip"
 	"testing"
+	"unsafe"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
@@ -81,5 +82,12 @@ func TestSpecialSpaceNotLookedUp(t *testing.T) {
 	}
 	if g := lookup(db, "8.8.8.8"); g.Asn != 15169 {
 		t.Errorf("8.8.8.8: got %v", g)
+	}
+}
+
+// TestAnswerSize: an answer must stay one cache line.
+func TestAnswerSize(t *testing.T) {
+	if n := unsafe.Sizeof(answer{}); n != 64 {
+		t.Fatalf("answer is %d bytes, want 64", n)
 	}
 }

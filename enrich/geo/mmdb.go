@@ -3,7 +3,6 @@ package geo
 import (
 	"fmt"
 	"math"
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -185,14 +184,6 @@ func loadMMDB(data []byte, m Mapping, verify bool, in *interner) (*source, error
 	src.v6 = normalize(src.v6)
 	src.recs = local.list
 	return src, nil
-}
-
-// compat4 returns ::a.b.c.d for an IPv4 address.
-func compat4(a netip.Addr) netip.Addr {
-	var b [16]byte
-	v4 := a.As4()
-	copy(b[12:], v4[:])
-	return netip.AddrFrom16(b)
 }
 
 // extract reads the mapped attributes of one record.

@@ -1,5 +1,7 @@
 package geo
 
+import "errors"
+
 // Field mask bits: which attributes a source record sets. Merging overlays
 // later sources over earlier ones attribute by attribute, so a City database
 // and an ASN database combine into one record per range.
@@ -82,4 +84,41 @@ func (in *interner) rec(r record) uint32 {
 	in.recs[r] = id
 	in.list = append(in.list, r)
 	return id
+}
+
+// answer is the lookup-time form of a record: exactly one 64-byte cache line
+// (the slice is large enough to be page-aligned), with the country code as
+// an index into a small, always-hot table of the database's country strings.
+type answer struct {
+	city, org string
+	lat, lon  float64
+	asn       uint32
+	country   uint16
+	_         [10]byte
+}
+
+// compact converts interned records into answers.
+func compact(recs []record) ([]answer, []string, error) {
+	countries := []string{""}
+	idx := map[string]uint16{"": 0}
+	out := make([]answer, len(recs))
+	for i, r := range recs {
+		c, ok := idx[r.country]
+		if !ok {
+			if len(countries) > 0xffff {
+				return nil, nil, errors.New("more than 65535 distinct country values; check the country mapping")
+			}
+			c = uint16(len(countries))
+			idx[r.country] = c
+			countries = append(countries, r.country)
+		}
+		out[i] = answer{city: r.city, org: r.org, lat: r.lat, lon: r.lon, asn: r.asn, country: c}
+	}
+	return out, countries, nil
+}
+
+// record rebuilds the record of answer id (for tests and tools).
+func (db *DB) record(id uint32) record {
+	a := &db.answers[id]
+	return record{country: db.countries[a.country], city: a.city, org: a.org, lat: a.lat, lon: a.lon, asn: a.asn}
 }

@@ -181,68 +181,94 @@ func merge(layers [][]span, max u128, combine func(ids []uint32) uint32) (starts
 	return starts, recs
 }
 
-// index2 is a two-level bucket index over sorted range starts. Level one
-// splits the key space on its top l1Bits bits; a bucket holding more than a
-// few ranges gets its own second level on the next bits, sized to its range
-// count. Either way a lookup ends with a binary search over a handful of
-// entries, usually inside one cache line. Allocated address space is very
-// unevenly populated (IPv6 lives in a few /16s, some IPv4 /16s are split
-// into hundreds of ranges), which is why one fixed-width level is not enough.
-type index2 struct {
-	shift uint // key >> shift selects the level-one bucket
-	l1    []bucket
-	subs  []uint32
+// trieIndex maps a key to the short interval of range starts that can hold
+// it. It is a multi-level bucket trie: the root splits the key space on its
+// top rootBits bits, and any bucket still holding more than directMax ranges
+// is split again on the next bits, with a fan-out sized to its range count.
+// Allocated address space is very unevenly populated (IPv6 lives in a few
+// /16s and is split down to /48s in places; some IPv4 /16s hold hundreds of
+// ranges), so one fixed-width level leaves long binary searches where the
+// data is dense. A lookup walks one or two levels (one cache line each) and
+// ends with a binary search over at most directMax+1 entries.
+type trieIndex struct {
+	width    uint // key bits
+	rootBits uint
+	slots    []slot
 }
 
-type bucket struct {
-	lo   uint32 // range containing the bucket's first key
-	sub  uint32 // offset of the second level in subs
-	bits uint8  // second-level bits; 0 = none
+// slot is one bucket of a trie node. The slots of a node are contiguous,
+// followed by a sentinel whose lo is the node's last range. Eight bytes, so
+// a root of 2^16 slots is 512 KiB.
+type slot struct {
+	lo    uint32 // range containing the bucket's first key
+	child uint32 // bits<<27 | first slot of the child node; 0 = leaf bucket
 }
 
-// Buckets with more ranges than this get a second level.
+const childShift = 27 // slots per index < 2^27; fan-out bits <= 16 above
+
+// directMax is the longest bucket left unsplit.
 const directMax = 8
 
-// buildIndex2 builds the index for width-bit keys; containing(k) must return
-// the last range whose start is <= k and be called with increasing k.
-func buildIndex2(width, l1Bits, maxSub uint, n int, newCursor func() func(k uint64) uint32) index2 {
-	ix := index2{shift: width - l1Bits, l1: make([]bucket, 1<<l1Bits+1)}
-	containing := newCursor()
-	for b := range uint64(1) << l1Bits {
-		ix.l1[b].lo = containing(b << ix.shift)
-	}
-	ix.l1[1<<l1Bits].lo = uint32(n - 1)
-	sub := newCursor()
-	for b := range uint64(1) << l1Bits {
-		lo, hi := ix.l1[b].lo, ix.l1[b+1].lo
-		cnt := hi - lo
-		if cnt <= directMax {
-			continue
+// buildTrie indexes n sorted ranges; le(i, k) reports whether range i starts
+// at or before key k.
+func buildTrie(width, rootBits uint, n int, le func(i int, k uint64) bool) trieIndex {
+	ix := trieIndex{width: width, rootBits: rootBits}
+	containing := func(k uint64, lo, hi uint32) uint32 {
+		// last i in [lo, hi] with le(i, k); le(lo, k) holds.
+		for lo < hi {
+			mid := (lo + hi + 1) >> 1
+			if le(int(mid), k) {
+				lo = mid
+			} else {
+				hi = mid - 1
+			}
 		}
-		bits := uint(min(uint64(maxSub), uint64(bitsLen(cnt))))
-		ix.l1[b].bits = uint8(bits)
-		ix.l1[b].sub = uint32(len(ix.subs))
-		base, step := b<<ix.shift, uint64(1)<<(ix.shift-bits)
+		return lo
+	}
+	var build func(start uint64, low, bits uint, lo, hi uint32) uint32
+	build = func(start uint64, low, bits uint, lo, hi uint32) uint32 {
+		base := uint32(len(ix.slots))
+		step := uint(low - bits)
 		for j := range uint64(1) << bits {
-			ix.subs = append(ix.subs, sub(base+j*step))
+			ix.slots = append(ix.slots, slot{lo: containing(start+j<<step, lo, hi)})
 		}
-		ix.subs = append(ix.subs, hi)
+		ix.slots = append(ix.slots, slot{lo: hi})
+		for j := range uint32(1) << bits {
+			a, b := ix.slots[base+j].lo, ix.slots[base+j+1].lo
+			if b-a <= directMax || step == 0 {
+				continue
+			}
+			// Aim at about four ranges per child bucket: finer costs
+			// memory (and cache) for little shorter searches.
+			cb := max(1, min(uint(bits32(b-a))-2, step, 16))
+			child := build(start+uint64(j)<<step, step, cb, a, b)
+			if child >= 1<<childShift {
+				panic("geo: trie index too large")
+			}
+			ix.slots[base+j].child = uint32(cb)<<childShift | child
+		}
+		return base
 	}
+	build(0, width, rootBits, 0, uint32(n-1))
 	return ix
 }
 
-func bitsLen(n uint32) int { return bits.Len32(n - 1) }
+// bits32 is ceil(log2(n)) for n >= 2.
+func bits32(n uint32) int { return bits.Len32(n - 1) }
 
 // window returns the index interval [lo, hi] that holds key's range.
-func (ix *index2) window(key uint64) (lo, hi uint32) {
-	b := key >> ix.shift
-	e := &ix.l1[b]
-	if e.bits == 0 {
-		return e.lo, ix.l1[b+1].lo
+func (ix *trieIndex) window(key uint64) (lo, hi uint32) {
+	low, nb, base := ix.width-ix.rootBits, ix.rootBits, uint32(0)
+	for {
+		j := base + uint32(key>>low)&(1<<nb-1)
+		s := &ix.slots[j]
+		if s.child == 0 {
+			return s.lo, ix.slots[j+1].lo
+		}
+		nb = uint(s.child >> childShift)
+		low -= nb
+		base = s.child & (1<<childShift - 1)
 	}
-	j := uint32(key>>(ix.shift-uint(e.bits))) & (1<<e.bits - 1)
-	s := ix.subs[e.sub+j : e.sub+j+2]
-	return s[0], s[1]
 }
 
 // table4 is the flattened IPv4 table: range starts covering the whole space,
@@ -250,7 +276,7 @@ func (ix *index2) window(key uint64) (lo, hi uint32) {
 // finds the range also brings its answer into cache.
 type table4 struct {
 	entries []uint64
-	index   index2
+	index   trieIndex
 }
 
 func newTable4(starts []u128, recs []uint32) table4 {
@@ -258,15 +284,7 @@ func newTable4(starts []u128, recs []uint32) table4 {
 	for i, s := range starts {
 		t.entries[i] = s.lo<<32 | uint64(recs[i])
 	}
-	t.index = buildIndex2(32, 16, 8, len(starts), func() func(uint64) uint32 {
-		i := 0
-		return func(k uint64) uint32 {
-			for i+1 < len(t.entries) && t.entries[i+1]>>32 <= k {
-				i++
-			}
-			return uint32(i)
-		}
-	})
+	t.index = buildTrie(32, 16, len(starts), func(i int, k uint64) bool { return t.entries[i]>>32 <= k })
 	return t
 }
 
@@ -297,7 +315,7 @@ type entry6 struct {
 // bits (range boundaries below /64 are rare and are handled by the search).
 type table6 struct {
 	entries []entry6
-	index   index2
+	index   trieIndex
 }
 
 func newTable6(starts []u128, recs []uint32) table6 {
@@ -305,15 +323,9 @@ func newTable6(starts []u128, recs []uint32) table6 {
 	for i, s := range starts {
 		t.entries[i] = entry6{s.hi, s.lo, recs[i]}
 	}
-	t.index = buildIndex2(64, 16, 24, len(starts), func() func(uint64) uint32 {
-		i := 0
-		return func(k uint64) uint32 {
-			// last i with (hi, lo) <= (k, 0)
-			for i+1 < len(t.entries) && (t.entries[i+1].hi < k || (t.entries[i+1].hi == k && t.entries[i+1].lo == 0)) {
-				i++
-			}
-			return uint32(i)
-		}
+	t.index = buildTrie(64, 16, len(starts), func(i int, k uint64) bool {
+		e := &t.entries[i] // (hi, lo) <= (k, 0)
+		return e.hi < k || (e.hi == k && e.lo == 0)
 	})
 	return t
 }
