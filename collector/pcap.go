@@ -135,50 +135,60 @@ func ReadPcap(ctx context.Context, r io.Reader, cfg Config, emit flow.EmitFunc, 
 		lastMet Stats
 		readErr error
 	)
-	for {
-		if st.Packets%metricBatch == 0 {
-			if err := ctx.Err(); err != nil {
-				readErr = fmt.Errorf("replay cancelled after packet %d: %w", st.Packets, err)
+	// A panic in the pcap library on a hostile file must not take the
+	// process down: it becomes a read error at the current packet, and the
+	// flows so far are still exported below.
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				readErr = fmt.Errorf("pcap reader failed at packet %d: %v", st.Packets+1, r)
+			}
+		}()
+		for {
+			if st.Packets%metricBatch == 0 {
+				if err := ctx.Err(); err != nil {
+					readErr = fmt.Errorf("replay cancelled after packet %d: %w", st.Packets, err)
+					break
+				}
+				publish(&st, &lastMet)
+			}
+			data, ci, err := src.ZeroCopyReadPacketData()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				where := fmt.Sprintf("byte offset %d", offset)
+				if !classic {
+					where = fmt.Sprintf("within the first %d bytes of the file", cr.n)
+				}
+				readErr = fmt.Errorf("pcap damaged at packet %d (%s): %w", st.Packets+1, where, err)
 				break
 			}
-			publish(&st, &lastMet)
-		}
-		data, ci, err := src.ZeroCopyReadPacketData()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				break
+			offset += 16 + int64(ci.CaptureLength)
+			st.Packets++
+			st.WireBytes += uint64(ci.Length)
+			link := classicLink
+			p.Interface = 0
+			if ng != nil {
+				if ifc, err := ng.Interface(ci.InterfaceIndex); err == nil {
+					link = decode.LinkType(ifc.LinkType)
+				}
+				if ci.InterfaceIndex >= 0 && ci.InterfaceIndex < 64 {
+					p.Interface = uint8(ci.InterfaceIndex)
+				}
 			}
-			where := fmt.Sprintf("byte offset %d", offset)
-			if !classic {
-				where = fmt.Sprintf("within the first %d bytes of the file", cr.n)
+			p.TimeNs = ci.Timestamp.UnixNano()
+			if reason := decode.Decode(link, data, ci.Length, &p); reason != decode.OK {
+				st.Skipped[reason]++
+				continue
 			}
-			readErr = fmt.Errorf("pcap damaged at packet %d (%s): %w", st.Packets+1, where, err)
-			break
-		}
-		offset += 16 + int64(ci.CaptureLength)
-		st.Packets++
-		st.WireBytes += uint64(ci.Length)
-		link := classicLink
-		p.Interface = 0
-		if ng != nil {
-			if ifc, err := ng.Interface(ci.InterfaceIndex); err == nil {
-				link = decode.LinkType(ifc.LinkType)
-			}
-			if ci.InterfaceIndex >= 0 && ci.InterfaceIndex < 64 {
-				p.Interface = uint8(ci.InterfaceIndex)
+			st.Counted++
+			st.L3Bytes += p.L3Bytes
+			if err := table.Observe(&p); err != nil {
+				errs = append(errs, err)
 			}
 		}
-		p.TimeNs = ci.Timestamp.UnixNano()
-		if reason := decode.Decode(link, data, ci.Length, &p); reason != decode.OK {
-			st.Skipped[reason]++
-			continue
-		}
-		st.Counted++
-		st.L3Bytes += p.L3Bytes
-		if err := table.Observe(&p); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	}()
 	if err := table.Flush(flowpb.EndReason_END_REASON_END_OF_CAPTURE); err != nil {
 		errs = append(errs, err)
 	}
