@@ -109,9 +109,6 @@ func (p *pair) window(cur int64, out *[24]uint32) (conns, secs uint64) {
 // known) and checks strobes, long connections and, at most every
 // score_interval, the beacon score.
 func (e *Engine) beacon(d *device, rec *flowpb.FlowRecord, ts int64, emit func(*flowpb.Alert)) {
-	if d.pairs == nil {
-		d.pairs = map[uint64]*pair{}
-	}
 	var k pairKey
 	copy(k.addr[:], rec.DstAddr)
 	e.beaconPair(d, k, rec, ts, emit)
@@ -125,13 +122,15 @@ func (e *Engine) beacon(d *device, rec *flowpb.FlowRecord, ts int64, emit func(*
 func (e *Engine) beaconPair(d *device, k pairKey, rec *flowpb.FlowRecord, ts int64, emit func(*flowpb.Alert)) {
 	c := e.cfg.Beacon
 	h := k.hash()
-	p := d.pairs[h]
+	p := d.pairs.get(h)
 	if p == nil {
-		if len(d.pairs) >= c.MaxPairs {
-			evictOldest(d.pairs, func(p *pair) int64 { return p.lastSeen })
+		if d.pairs.len() >= c.MaxPairs {
+			if k, ok := d.pairs.oldest(func(p *pair) int64 { return p.lastSeen }); ok {
+				d.pairs.del(k)
+			}
 		}
 		p = &pair{}
-		d.pairs[h] = p
+		d.pairs.put(h, p)
 	}
 	if ts > p.lastSeen {
 		p.lastSeen = ts
@@ -219,11 +218,11 @@ func satAdd32(a uint32, b uint64) uint32 { return uint32(min(uint64(a)+b, 1<<32-
 
 // rescoreDevice scores every pair with unscored connections (on Flush).
 func (e *Engine) rescoreDevice(d *device, emit func(*flowpb.Alert)) {
-	for _, p := range d.pairs {
+	d.pairs.each(func(_ uint64, p *pair) {
 		if p.dirty {
 			e.scorePair(d, p.key(), p, nil, e.watermark, emit)
 		}
-	}
+	})
 }
 
 // BeaconScore holds a pair's RITA v5 sub-scores and total.

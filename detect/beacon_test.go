@@ -125,11 +125,11 @@ func TestBeaconTimestampCapBoundsMemory(t *testing.T) {
 	for i := 0; i < 500; i++ {
 		e.Process(flow("dev1", at(time.Duration(i)*time.Minute), "203.0.113.7"), s.emit)
 	}
-	for _, p := range e.devices[hashID("dev1")].pairs {
+	e.devices.get(hashID("dev1")).pairs.each(func(_ uint64, p *pair) {
 		if len(p.ring) != 16 || cap(p.ring) > 32 {
 			t.Fatalf("ring len %d cap %d", len(p.ring), cap(p.ring))
 		}
-	}
+	})
 }
 
 func TestLongConnectionEdge(t *testing.T) {
@@ -177,7 +177,7 @@ func TestBeaconPairCap(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		e.Process(flow("dev1", at(time.Duration(i)*time.Second), "203.0.113."+strconv.Itoa(i)), s.emit)
 	}
-	if n := len(e.devices[hashID("dev1")].pairs); n != 10 {
+	if n := e.devices.get(hashID("dev1")).pairs.len(); n != 10 {
 		t.Fatalf("%d pairs kept, cap 10", n)
 	}
 }

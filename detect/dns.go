@@ -21,6 +21,7 @@ import (
 // load factor of at most 1/2: 8 KiB at the default 1024) and counts up to
 // the cap are exact but for 32-bit collisions (expected < 0.0002 at 1024).
 type dnsState struct {
+	domain   string
 	winStart int64
 	lastSeen int64
 	set      []uint32 // 0 = empty
@@ -97,16 +98,16 @@ func (e *Engine) dnsTunnel(d *device, rec *flowpb.FlowRecord, ts int64, emit fun
 	if len(name) > len(domain) {
 		sub = name[:len(name)-len(domain)-1]
 	}
-	if d.dns == nil {
-		d.dns = map[string]*dnsState{}
-	}
-	s := d.dns[domain]
+	h := xxh3.HashString(domain)
+	s := d.dns.get(h)
 	if s == nil {
-		if len(d.dns) >= c.MaxDomains {
-			evictOldest(d.dns, func(s *dnsState) int64 { return s.lastSeen })
+		if d.dns.len() >= c.MaxDomains {
+			if k, ok := d.dns.oldest(func(s *dnsState) int64 { return s.lastSeen }); ok {
+				d.dns.del(k)
+			}
 		}
-		s = &dnsState{}
-		d.dns[domain] = s
+		s = &dnsState{domain: strings.Clone(domain)}
+		d.dns.put(h, s)
 	}
 	s.lastSeen = max(s.lastSeen, ts)
 	if ws := windowStart(ts, c.Window); ws > s.winStart {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zeebo/xxh3"
 )
 
 func dnsConfig() Config {
@@ -118,7 +120,7 @@ func TestDNSExclusionsAndSetCap(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		e.Process(flow("dev1", at(time.Duration(i)*time.Second), "10.0.0.53", dnsQuery(fmt.Sprintf("n%d.big.example", i))), s.emit)
 	}
-	st := e.devices[hashID("dev1")].dns["big.example"]
+	st := e.devices.get(hashID("dev1")).dns.get(xxh3.HashString("big.example"))
 	if st.distinct != 10 || len(st.set) > 32 {
 		t.Fatalf("set not capped: distinct %d size %d", st.distinct, len(st.set))
 	}

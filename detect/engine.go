@@ -45,7 +45,7 @@ type Engine struct {
 	defSev   flowpb.Severity
 	policies map[string]*compiledPolicy
 
-	devices map[uint64]*device   // attributed devices by hashID(id)
+	devices table[device]        // attributed devices by hashID(id)
 	anon    map[[16]byte]*device // unattributed sources by address
 	models  map[string]*modelState
 	open    map[string]*openAlert // open alerts by dedup key
@@ -55,6 +55,7 @@ type Engine struct {
 	nextSweep int64
 
 	keyBuf      []byte
+	victims     []*device         // scratch for sweep
 	suffixCache map[string]string // see registrable
 	scratch     []float64
 	sizeBuf     []float64
@@ -72,7 +73,6 @@ func New(cfg Config) (*Engine, error) {
 		Name:        "0",
 		typeSev:     map[string]flowpb.Severity{},
 		policies:    map[string]*compiledPolicy{},
-		devices:     map[uint64]*device{},
 		anon:        map[[16]byte]*device{},
 		models:      map[string]*modelState{},
 		open:        map[string]*openAlert{},
@@ -97,10 +97,10 @@ type device struct {
 	id, model, group string
 	addr             [16]byte
 	lastSeen         int64
-	refreshAt        int64                // record time after which model and group are re-read
-	volume           map[uint64]*volState // by volKey.hash
-	pairs            map[uint64]*pair     // by pairKey.hash
-	dns              map[string]*dnsState
+	refreshAt        int64           // record time after which model and group are re-read
+	volume           table[volState] // by volKey.hash
+	pairs            table[pair]     // by pairKey.hash
+	dns              table[dnsState] // by hash of the registrable domain
 }
 
 // hashID keys the device table. State maps are keyed by 64-bit hashes rather
@@ -215,11 +215,11 @@ func (e *Engine) device(rec *flowpb.FlowRecord, ts int64) *device {
 	var dev *device
 	if id != "" {
 		h := hashID(id)
-		dev = e.devices[h]
+		dev = e.devices.get(h)
 		if dev == nil {
 			e.makeRoom()
 			dev = &device{id: id}
-			e.devices[h] = dev
+			e.devices.put(h, dev)
 		}
 		// Model and group may be corrected by enrich over time: take the
 		// record's values at most once a minute of record time, which saves
@@ -246,15 +246,15 @@ func (e *Engine) device(rec *flowpb.FlowRecord, ts int64) *device {
 
 // makeRoom evicts the longest-idle device when the device cap is reached.
 func (e *Engine) makeRoom() {
-	if len(e.devices)+len(e.anon) < e.cfg.MaxDevices {
+	if e.devices.len()+len(e.anon) < e.cfg.MaxDevices {
 		return
 	}
 	var victim *device
-	for _, d := range e.devices {
+	e.devices.each(func(_ uint64, d *device) {
 		if victim == nil || d.lastSeen < victim.lastSeen {
 			victim = d
 		}
-	}
+	})
 	for _, d := range e.anon {
 		if victim == nil || d.lastSeen < victim.lastSeen {
 			victim = d
@@ -267,7 +267,7 @@ func (e *Engine) makeRoom() {
 
 func (e *Engine) dropDevice(d *device) {
 	if d.id != "" {
-		delete(e.devices, hashID(d.id))
+		e.devices.del(hashID(d.id))
 	} else {
 		delete(e.anon, d.addr)
 	}
@@ -291,9 +291,7 @@ func (e *Engine) Flush(nowNs int64, emit func(*flowpb.Alert)) {
 		e.watermark = nowNs
 	}
 	if e.cfg.Beacon.Enabled {
-		for _, d := range e.devices {
-			e.rescoreDevice(d, emit)
-		}
+		e.devices.each(func(_ uint64, d *device) { e.rescoreDevice(d, emit) })
 		for _, d := range e.anon {
 			e.rescoreDevice(d, emit)
 		}
@@ -301,7 +299,7 @@ func (e *Engine) Flush(nowNs int64, emit func(*flowpb.Alert)) {
 	e.sweep(e.watermark, emit)
 	e.cnt.publish()
 	metricStateBytes.WithLabelValues(e.Name).Set(float64(e.StateBytes()))
-	metricDevices.WithLabelValues(e.Name).Set(float64(len(e.devices) + len(e.anon)))
+	metricDevices.WithLabelValues(e.Name).Set(float64(e.DeviceCount()))
 }
 
 // sweep closes expired alerts and drops devices idle longer than the TTL.
@@ -312,11 +310,19 @@ func (e *Engine) sweep(now int64, emit func(*flowpb.Alert)) {
 		}
 	}
 	ttl := int64(e.cfg.DeviceIdleTTL)
-	for _, d := range e.devices {
+	// Collect first: deleting from a table while walking it may move
+	// entries past the cursor.
+	victims := e.victims[:0]
+	e.devices.each(func(_ uint64, d *device) {
 		if now-d.lastSeen > ttl {
-			e.dropDevice(d)
+			victims = append(victims, d)
 		}
+	})
+	for _, d := range victims {
+		e.dropDevice(d)
 	}
+	clear(victims)
+	e.victims = victims[:0]
 	for _, d := range e.anon {
 		if now-d.lastSeen > ttl {
 			e.dropDevice(d)

@@ -19,10 +19,10 @@ func TestIdleDevicesEvicted(t *testing.T) {
 	e.Process(flow("new", at(30*time.Minute), "203.0.113.7"), s.emit)
 	before := e.StateBytes()
 	e.Flush(at(90*time.Minute), s.emit)
-	if _, ok := e.devices[hashID("old")]; ok {
+	if e.devices.get(hashID("old")) != nil {
 		t.Fatal("idle device kept")
 	}
-	if _, ok := e.devices[hashID("new")]; !ok {
+	if e.devices.get(hashID("new")) == nil {
 		t.Fatal("active device dropped")
 	}
 	if after := e.StateBytes(); after >= before || after <= 0 {
@@ -41,7 +41,7 @@ func TestDeviceCap(t *testing.T) {
 	if e.DeviceCount() != 5 {
 		t.Fatalf("%d devices, cap 5", e.DeviceCount())
 	}
-	if _, ok := e.devices[hashID("d19")]; !ok {
+	if e.devices.get(hashID("d19")) == nil {
 		t.Fatal("newest device evicted")
 	}
 }

@@ -14,9 +14,8 @@ const (
 // alerts. It walks the state (O(state)), so the stage calls it on Flush.
 func (e *Engine) StateBytes() int64 {
 	var n int
-	for _, d := range e.devices {
-		n += len(d.id) + 8 + mapEntryOverhead + ptrSize + deviceBytes(d)
-	}
+	n += e.devices.bytes()
+	e.devices.each(func(_ uint64, d *device) { n += len(d.id) + deviceBytes(d) })
 	for _, d := range e.anon {
 		n += 16 + mapEntryOverhead + ptrSize + deviceBytes(d)
 	}
@@ -35,18 +34,14 @@ func (e *Engine) StateBytes() int64 {
 
 func deviceBytes(d *device) int {
 	n := int(unsafe.Sizeof(*d))
-	for _, v := range d.volume {
-		n += 8 + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*v))
-	}
-	for _, p := range d.pairs {
-		n += 8 + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*p)) +
-			8*cap(p.ring)
-	}
-	for k, s := range d.dns {
-		n += len(k) + 16 + mapEntryOverhead + ptrSize + int(unsafe.Sizeof(*s)) + 4*cap(s.set)
-	}
+	n += d.volume.bytes() + d.pairs.bytes() + d.dns.bytes()
+	d.volume.each(func(_ uint64, v *volState) {
+		n += int(unsafe.Sizeof(*v)) + len(v.key.country) + len(v.key.org)
+	})
+	d.pairs.each(func(_ uint64, p *pair) { n += int(unsafe.Sizeof(*p)) + 8*cap(p.ring) })
+	d.dns.each(func(_ uint64, s *dnsState) { n += int(unsafe.Sizeof(*s)) + len(s.domain) + 4*cap(s.set) })
 	return n
 }
 
 // DeviceCount returns the number of devices with state.
-func (e *Engine) DeviceCount() int { return len(e.devices) + len(e.anon) }
+func (e *Engine) DeviceCount() int { return e.devices.len() + len(e.anon) }

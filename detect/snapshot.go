@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+	"github.com/zeebo/xxh3"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -85,9 +86,7 @@ type snapAlert struct {
 // Prometheus counters and configuration are not included.
 func (e *Engine) Snapshot(w io.Writer) error {
 	s := snapshot{Watermark: e.watermark, DataMin: e.dataMin}
-	for _, d := range e.devices {
-		s.Devices = append(s.Devices, snapDev(d))
-	}
+	e.devices.each(func(_ uint64, d *device) { s.Devices = append(s.Devices, snapDev(d)) })
 	for _, d := range e.anon {
 		s.Devices = append(s.Devices, snapDev(d))
 	}
@@ -135,11 +134,11 @@ func (e *Engine) Snapshot(w io.Writer) error {
 
 func snapDev(d *device) snapDevice {
 	sd := snapDevice{ID: d.id, Model: d.model, Group: d.group, Addr: d.addr, LastSeen: d.lastSeen}
-	for _, v := range d.volume {
+	d.volume.each(func(_ uint64, v *volState) {
 		sd.Volume = append(sd.Volume, snapVol{Country: v.key.country, Org: v.key.org, WinStart: v.winStart, LastSeen: v.lastSeen,
 			Bytes: v.bytes, Mean: v.mean, Variance: v.variance, Limit: v.limit, Windows: v.windows})
-	}
-	for _, p := range d.pairs {
+	})
+	d.pairs.each(func(_ uint64, p *pair) {
 		k := p.key()
 		sp := snapPair{Addr: k.addr, Host: k.host, Head: p.head, LastTs: p.lastTs, SumConns: p.sumConns, SumSecs: p.sumSecs, LastSeen: p.lastSeen,
 			NextScore: p.nextScore, Dirty: p.dirty, FlowFirst: p.flowFirst, FlowEnd: p.flowEnd,
@@ -152,11 +151,11 @@ func snapDev(d *device) snapDevice {
 			sp.BinIdx[i], sp.Bins[i], sp.BinDur[i] = s.idx, s.conns, s.secs
 		}
 		sd.Pairs = append(sd.Pairs, sp)
-	}
-	for k, s := range d.dns {
-		sd.DNS = append(sd.DNS, snapDNS{Domain: k, WinStart: s.winStart, LastSeen: s.lastSeen, Set: s.set,
+	})
+	d.dns.each(func(_ uint64, s *dnsState) {
+		sd.DNS = append(sd.DNS, snapDNS{Domain: s.domain, WinStart: s.winStart, LastSeen: s.lastSeen, Set: s.set,
 			Distinct: s.distinct, Chars: s.chars, Queries: s.queries, Encoded: s.encoded, MaxLabel: s.maxLabel})
-	}
+	})
 	sort.Slice(sd.Volume, func(i, j int) bool {
 		a, b := sd.Volume[i], sd.Volume[j]
 		return a.Country < b.Country || (a.Country == b.Country && a.Org < b.Org)
@@ -185,20 +184,14 @@ func (e *Engine) Restore(r io.Reader) error {
 	if err := gob.NewDecoder(br).Decode(&s); err != nil {
 		return fmt.Errorf("detect: decode snapshot: %w", err)
 	}
-	devices := map[uint64]*device{}
+	var devices table[device]
 	anon := map[[16]byte]*device{}
 	for _, sd := range s.Devices {
 		d := &device{id: sd.ID, model: sd.Model, group: sd.Group, addr: sd.Addr, lastSeen: sd.LastSeen}
-		if len(sd.Volume) > 0 {
-			d.volume = make(map[uint64]*volState, len(sd.Volume))
-		}
 		for _, v := range sd.Volume {
 			k := volKey{v.Country, v.Org}
-			d.volume[k.hash()] = &volState{key: k, winStart: v.WinStart, lastSeen: v.LastSeen, bytes: v.Bytes,
-				mean: v.Mean, variance: v.Variance, limit: v.Limit, windows: v.Windows}
-		}
-		if len(sd.Pairs) > 0 {
-			d.pairs = make(map[uint64]*pair, len(sd.Pairs))
+			d.volume.put(k.hash(), &volState{key: k, winStart: v.WinStart, lastSeen: v.LastSeen, bytes: v.Bytes,
+				mean: v.Mean, variance: v.Variance, limit: v.Limit, windows: v.Windows})
 		}
 		for _, sp := range sd.Pairs {
 			p := &pair{head: sp.Head,
@@ -216,22 +209,19 @@ func (e *Engine) Restore(r io.Reader) error {
 					p.ring[i] = conn{sp.TS[i], sp.Sizes[i]}
 				}
 			}
-			d.pairs[pairKey{addr: sp.Addr, host: sp.Host}.hash()] = p
-		}
-		if len(sd.DNS) > 0 {
-			d.dns = make(map[string]*dnsState, len(sd.DNS))
+			d.pairs.put(pairKey{addr: sp.Addr, host: sp.Host}.hash(), p)
 		}
 		for _, sn := range sd.DNS {
-			st := &dnsState{winStart: sn.WinStart, lastSeen: sn.LastSeen, set: sn.Set, distinct: sn.Distinct,
+			st := &dnsState{domain: sn.Domain, winStart: sn.WinStart, lastSeen: sn.LastSeen, set: sn.Set, distinct: sn.Distinct,
 				chars: sn.Chars, queries: sn.Queries, encoded: sn.Encoded, maxLabel: sn.MaxLabel}
 			if n := len(st.set); n&(n-1) != 0 || st.distinct > e.cfg.DNS.MaxTracked || 2*st.distinct > n {
 				st.reset(st.winStart)
 				st.set = nil
 			}
-			d.dns[sn.Domain] = st
+			d.dns.put(xxh3.HashString(sn.Domain), st)
 		}
 		if d.id != "" {
-			devices[hashID(d.id)] = d
+			devices.put(hashID(d.id), d)
 		} else {
 			anon[d.addr] = d
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 	"github.com/zeebo/xxh3"
@@ -78,17 +79,16 @@ func (e *Engine) uploadVolume(d *device, rec *flowpb.FlowRecord, ts int64, emit 
 	c := e.cfg.Volume
 	g := rec.Enrichment.GetDstGeo()
 	k := volKey{g.GetCountry(), g.GetOrg()}
-	if d.volume == nil {
-		d.volume = map[uint64]*volState{}
-	}
 	h := k.hash()
-	s := d.volume[h]
+	s := d.volume.get(h)
 	if s == nil {
-		if len(d.volume) >= c.MaxDestinations {
-			evictOldest(d.volume, func(v *volState) int64 { return v.lastSeen })
+		if d.volume.len() >= c.MaxDestinations {
+			if k, ok := d.volume.oldest(func(v *volState) int64 { return v.lastSeen }); ok {
+				d.volume.del(k)
+			}
 		}
-		s = &volState{key: k}
-		d.volume[h] = s
+		s = &volState{key: volKey{strings.Clone(k.country), strings.Clone(k.org)}}
+		d.volume.put(h, s)
 	}
 	s.lastSeen = max(s.lastSeen, ts)
 	ws := windowStart(ts, c.Window)
@@ -153,19 +153,4 @@ func (e *Engine) raiseUploadFlow(d *device, rec *flowpb.FlowRecord, ts int64, em
 	}
 	summary := fmt.Sprintf("upload-heavy flow: %d bytes out, %d in, to %s", rec.BytesOut, rec.BytesIn, destLabel(dst))
 	e.raise(detVolume, d, ts, ts, ts+int64(e.cfg.Suppression), dst, rec, rec.BytesOut, flowpb.Severity_SEVERITY_MEDIUM, ratio, summary, evidence, emit)
-}
-
-// evictOldest deletes the entry of m with the smallest last-seen time.
-func evictOldest[K comparable, V any](m map[K]V, last func(V) int64) {
-	var vk K
-	found := false
-	var best int64
-	for k, v := range m {
-		if t := last(v); !found || t < best {
-			vk, best, found = k, t, true
-		}
-	}
-	if found {
-		delete(m, vk)
-	}
 }
