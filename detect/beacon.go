@@ -31,27 +31,27 @@ type pairKey struct {
 // time and size share a ring element, and a bin's number, count and seconds
 // share a slot, so an update costs few cache lines.
 type pair struct {
-	ring []conn // most recent connections (ring once full)
-	head int    // next write position once the ring is full
-
-	slots     [24]binSlot
-	lastTs    uint32 // last connection start added
-	sumConns  uint32 // sum of bins over all slots (>= the window's)
-	sumSecs   uint32 // sum of binDur over all slots (>= the window's)
+	// Hot fields, read or written by every record: first cache lines.
+	ring      []conn // most recent connections (ring once full)
+	head      int    // next write position once the ring is full
 	lastSeen  int64
-	nextScore int64 // record time of the next allowed rescore
-	dirty     bool  // connections added since the last score
-
-	flowFirst int64 // first_seen of the last flow, to spot partial exports
-	flowEnd   int64 // connection time already counted for that flow
+	nextScore int64  // record time of the next allowed rescore
+	flowFirst int64  // first_seen of the last flow, to spot partial exports
+	flowEnd   int64  // connection time already counted for that flow
+	lastTs    uint32 // last connection start added
+	sumConns  uint32 // sum of slot connections over all slots (>= the window's)
+	sumSecs   uint32 // sum of slot seconds over all slots (>= the window's)
+	dirty     bool   // connections added since the last score
 
 	// Last destination details, for alerts raised on Flush.
-	addr    [16]byte
 	port    uint32
+	asn     uint32
+	addr    [16]byte
 	host    string
 	country string
 	org     string
-	asn     uint32
+
+	slots [24]binSlot
 }
 
 // conn is one connection in a pair's ring.
