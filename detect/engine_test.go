@@ -52,7 +52,7 @@ func TestUnattributedDevicesKeyedByAddress(t *testing.T) {
 	e := newEngine(t, c)
 	var s sink
 	e.Process(flow("", at(0), "203.0.113.7", match("imei", "raw", "http.path", true)), s.emit)
-	if len(s.alerts) != 1 || s.alerts[0].DedupKey != "identifier_leak|addr:10.1.0.2|AS15169|imei|raw|" {
+	if len(s.alerts) != 1 || s.alerts[0].DedupKey != "identifier_leak|addr:10.1.0.2|AS15169|imei|" {
 		t.Fatalf("unattributed: %v", s.alerts)
 	}
 }

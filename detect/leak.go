@@ -9,8 +9,11 @@ import (
 	"golang.org/x/net/publicsuffix"
 )
 
-// identifierLeak raises one alert per identifier match (deduplicated per
-// device, destination, identifier type, form and owning device).
+// identifierLeak raises one alert per identifier match, deduplicated per
+// device, destination, identifier type and owning device: an app that sends
+// the IMEI in five encodings to one host is one incident for an analyst, not
+// five. Further forms and repeats update the open alert's count (and its
+// severity, when a worse form such as cleartext raw shows up).
 //
 // Severity starts from the identifier type's base (type_severity) and moves:
 // one level down for one-way hashes (md5/sha*/hmac forms: the receiver
@@ -38,7 +41,6 @@ func (e *Engine) identifierLeak(d *device, rec *flowpb.FlowRecord, ts int64, emi
 		e.key(detIdentifierLeak, d)
 		e.appendDest(rec)
 		e.keyPart(m.IdentifierType)
-		e.keyPart(m.Form)
 		e.keyPart(m.DeviceId)
 		score := float64(sev) / float64(flowpb.Severity_SEVERITY_CRITICAL)
 		if e.bump(detIdentifierLeak, ts, rec, 0, sev, score, emit) {
@@ -107,8 +109,12 @@ func matchCleartext(rec *flowpb.FlowRecord, m *flowpb.IdentifierMatch) bool {
 	return strings.HasPrefix(m.Field, "dns.") || m.Field == "tls.sni"
 }
 
-// isHashForm reports whether a form names a one-way digest.
+// isHashForm reports whether a form names a one-way digest. Forms compose
+// left to right ("digits/sha1-hex-upper"), so the last step decides.
 func isHashForm(form string) bool {
+	if i := strings.LastIndexByte(form, '/'); i >= 0 {
+		form = form[i+1:]
+	}
 	return strings.HasPrefix(form, "md5") || strings.HasPrefix(form, "sha") || strings.HasPrefix(form, "hmac")
 }
 

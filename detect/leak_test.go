@@ -88,7 +88,7 @@ func TestIdentifierLeakEvidenceHasNoPlaintext(t *testing.T) {
 		}
 	}
 	leak := s.by("identifier_leak")[0]
-	if leak.DedupKey != "identifier_leak|dev1|example.com|imei|raw|dev9" {
+	if leak.DedupKey != "identifier_leak|dev1|example.com|imei|dev9" {
 		t.Fatalf("dedup key %q", leak.DedupKey)
 	}
 	if evidence(leak, "form") != "raw" || evidence(leak, "transport") != "cleartext" {
@@ -198,5 +198,22 @@ func TestDeterministicIDsAcrossEngines(t *testing.T) {
 	}
 	if len(ids[0]) != 2 || ids[0][0] != ids[1][0] || ids[0][1] != ids[1][1] || ids[0][0] == ids[0][1] {
 		t.Fatalf("ids %v", ids)
+	}
+}
+
+// Several encodings of one identifier to one destination are one incident;
+// a hash after a raw leak does not lower the severity already raised.
+func TestIdentifierLeakFormsShareOneAlert(t *testing.T) {
+	c := quiet()
+	c.IdentifierLeak.Enabled = true
+	e := newEngine(t, c)
+	var s sink
+	e.Process(flow("dev1", at(0), "203.0.113.7", match("imei", "digits/sha1-hex-upper", "http.path", false)), s.emit)
+	e.Process(flow("dev1", at(1), "203.0.113.7", match("imei", "raw/md5-hex-lower", "http.path", false)), s.emit)
+	if n := len(s.by("identifier_leak")); n != 1 {
+		t.Fatalf("%d alerts for two hash forms of one identifier, want 1", n)
+	}
+	if !isHashForm("digits/sha1-hex-upper") || !isHashForm("md5-hex-lower") || isHashForm("raw") || isHashForm("digits/base64-std") {
+		t.Fatal("isHashForm misreads composite forms")
 	}
 }
