@@ -324,7 +324,14 @@ func summarize(res *DemoResult, truthPath string, ths []eval.Threshold, out io.W
 		maxSev   flowpb.Severity
 	}
 	rows := map[string]*row{}
+	// An alert id may arrive several times (open, escalation, close): the
+	// table counts alerts, not updates.
+	seen := map[string]bool{}
 	for _, a := range alerts {
+		if seen[a.Id] {
+			continue
+		}
+		seen[a.Id] = true
 		r := rows[a.Detector]
 		if r == nil {
 			r = &row{detector: a.Detector, devices: map[string]int{}}
@@ -398,6 +405,7 @@ func summarize(res *DemoResult, truthPath string, ths []eval.Threshold, out io.W
 			fmt.Fprintln(out, "BELOW THRESHOLD:", f)
 		}
 	}
+	fmt.Fprintf(out, "\n%d alerts (%d messages with their updates)\n", len(seen), len(alerts))
 	fmt.Fprintf(out, "\nWhere to look next:\n  alerts:         %s   (jq -c 'select(.detector==\"identifier_leak\")' %s)\n  enriched flows: %s\n",
 		res.AlertsFile, res.AlertsFile, res.FlowsFile)
 	if res.ClickHouse != "" {
