@@ -408,3 +408,40 @@ func TestRunShutdownFlush(t *testing.T) {
 		t.Fatalf("shutdown flush: %v", c.recs)
 	}
 }
+
+func TestSteadyStateNoAllocs(t *testing.T) {
+	tb := NewTable(TableConfig{Gateway: "gw", SnippetPackets: 4, SnippetBytes: 64}, func(*flowpb.FlowRecord) error { return nil })
+	k := Key{Src: addr16("10.0.0.7"), Dst: addr16("1.2.3.4"), SrcPort: 4000, DstPort: 443, Proto: 6, IPVersion: 4}
+	var n uint64
+	update := func() {
+		n++
+		tb.UpdateFlow(k, DirStats{Packets: n, Bytes: 100 * n, FirstNs: 1, LastNs: int64(n), TCPFlags: TCPAck, IfMask: 1})
+		tb.UpdateFlow(k.Reverse(), DirStats{Packets: n, Bytes: 100 * n, FirstNs: 1, LastNs: int64(n), TCPFlags: TCPAck, IfMask: 1})
+	}
+	update()
+	if a := testing.AllocsPerRun(100, update); a != 0 {
+		t.Errorf("UpdateFlow on an existing flow allocates %v", a)
+	}
+	p := pkt("10.0.0.7", 5000, "1.2.3.4", 443, 6, TCPAck|TCPPsh, 1, "data")
+	for i := 0; i < 8; i++ { // use up the snippet budget
+		observe(t, tb, p)
+	}
+	if a := testing.AllocsPerRun(100, func() { tb.Observe(p) }); a != 0 {
+		t.Errorf("Observe on an existing flow allocates %v", a)
+	}
+}
+
+func BenchmarkSinkUpdateFlow(b *testing.B) {
+	tb := NewTable(TableConfig{Gateway: "gw", MaxFlows: 1 << 16}, func(*flowpb.FlowRecord) error { return nil })
+	keys := make([]Key, 1<<15)
+	for i := range keys {
+		keys[i] = Key{Src: addr16("10.0.0.7"), Dst: addr16("1.2.3.4"), SrcPort: uint16(i), DstPort: 443, Proto: 6, IPVersion: 4}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		k := keys[i%len(keys)]
+		n := uint64(i/len(keys) + 1)
+		tb.UpdateFlow(k, DirStats{Packets: n, Bytes: 100 * n, FirstNs: 1, LastNs: int64(i + 1)})
+	}
+}
