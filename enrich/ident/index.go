@@ -1,6 +1,7 @@
 package ident
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 
@@ -30,6 +31,15 @@ type Index struct {
 	// answered from cache.
 	filter []uint64
 	fmask  uint64
+
+	// anchor has one bit per hashed 4-byte prefix of the window-eligible
+	// forms: a window start position is only hashed if its prefix is here.
+	anchor []uint64
+	ashift uint
+
+	// spaceForms: some form contains a space, so '+' (form encoding of a
+	// space) is worth decoding.
+	spaceForms bool
 
 	devices []string
 
@@ -81,6 +91,7 @@ type Builder struct {
 	norm   []byte
 
 	filterCount int
+	prefixes    map[uint32]struct{}
 }
 
 // NewBuilder starts an index keyed with cfg's secret seed.
@@ -96,7 +107,7 @@ func NewBuilder(cfg Config) (*Builder, error) {
 	idx.alloc(1 << 12)
 	idx.filter = make([]uint64, 1<<10)
 	idx.fmask = uint64(len(idx.filter))*64 - 1
-	return &Builder{idx: idx, exp: newExpander(), devIdx: map[string]int{}}, nil
+	return &Builder{idx: idx, exp: newExpander(), devIdx: map[string]int{}, prefixes: map[uint32]struct{}{}}, nil
 }
 
 // Add expands one identifier into all its forms and indexes their hashes.
@@ -137,7 +148,11 @@ func (b *Builder) Add(id Identifier) error {
 		if n := len(b.norm); n > 1 && b.norm[n-1] == '=' && classesOf(trimPad(b.norm))&(1<<clsB64) != 0 {
 			b.idx.lens[clsB64Pad].add(n)
 		}
+		if bytes.IndexByte(b.norm, ' ') >= 0 {
+			b.idx.spaceForms = true
+		}
 		if c, ok := windowClass(f, cls, len(b.norm)); ok {
+			b.prefixes[le32(b.norm)] = struct{}{}
 			b.addWindow(c, len(b.norm), h)
 		}
 	})
@@ -194,8 +209,29 @@ func (b *Builder) addWindow(c, n int, h uint64) {
 func (b *Builder) Build() *Index {
 	idx := b.idx
 	b.idx = nil
+	// Anchor bitmap: ~32 bits per distinct prefix keeps false anchors near 3 %.
+	abits := uint(16)
+	for 1<<abits < len(b.prefixes)*32 && abits < 26 {
+		abits++
+	}
+	idx.anchor = make([]uint64, 1<<abits/64)
+	idx.ashift = 64 - abits
+	for p := range b.prefixes {
+		i := idx.anchorBit(p)
+		idx.anchor[i>>6] |= 1 << (i & 63)
+	}
+	b.prefixes = nil // prefixes are plaintext fragments: drop them
 	idx.pool.New = func() any { return idx.NewScanner() }
 	return idx
+}
+
+func (x *Index) anchorBit(p uint32) uint64 {
+	return (uint64(p) ^ x.seed) * 0x9E3779B97F4A7C15 >> x.ashift
+}
+
+func (x *Index) inAnchor(p uint32) bool {
+	i := x.anchorBit(p)
+	return x.anchor[i>>6]&(1<<(i&63)) != 0
 }
 
 func (x *Index) hash(b []byte) uint64 {
@@ -301,7 +337,7 @@ func (x *Index) Stats() Stats {
 		Devices: len(x.devices),
 		Entries: x.count,
 		Slots:   len(x.keys),
-		Bytes:   len(x.keys)*12 + len(x.filter)*8,
+		Bytes:   len(x.keys)*12 + len(x.filter)*8 + len(x.anchor)*8,
 		WindowLen: map[string][]int{
 			"hexsep": append([]int(nil), x.wins[clsHexSep]...),
 			"base64": append([]int(nil), x.wins[clsB64]...),

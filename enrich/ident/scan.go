@@ -239,7 +239,9 @@ func (s *Scanner) scanLayer(data []byte, layer int) {
 		}
 		for ended := prev &^ f; ended != 0; ended &= ended - 1 {
 			c := bits.TrailingZeros8(ended)
-			s.run(data, c, start[c], i, layer)
+			if i-start[c] >= minForm {
+				s.run(data, c, start[c], i, layer)
+			}
 		}
 		for started := f &^ prev; started != 0; started &= started - 1 {
 			start[bits.TrailingZeros8(started)] = i
@@ -249,7 +251,9 @@ func (s *Scanner) scanLayer(data []byte, layer int) {
 	}
 	for ended := prev; ended != 0; ended &= ended - 1 {
 		c := bits.TrailingZeros8(ended)
-		s.run(data, c, start[c], n, layer)
+		if n-start[c] >= minForm {
+			s.run(data, c, start[c], n, layer)
+		}
 	}
 	if layer < maxLayers && s.idx.cfg.MaxLayers > layer {
 		s.decodeLayers(data, layer)
@@ -321,37 +325,47 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 		}
 		run = s.norm
 	}
-	for _, w := range x.wins[c] {
-		if w >= len(run) {
-			break
+	ws := x.wins[c]
+	// Each start position costs one anchor-bit test on its first four
+	// bytes; only positions where some window form starts are hashed.
+	last := len(run) - ws[0]
+	for off := 0; off <= last; off++ {
+		if !x.inAnchor(le32(run[off:])) {
+			continue
 		}
-		k := len(run) - w + 1
-		if s.budgetWin < k {
-			k = s.budgetWin
-			s.exhausted = true
-		}
-		s.budgetWin -= k
-		partial := c == clsB64 && w%4 != 0
-		for off := 0; off < k; off++ {
+		for _, w := range ws {
+			if off+w > len(run) {
+				break
+			}
+			if w == len(run) {
+				continue // the whole run was probed already
+			}
 			if c == clsHexSep && s.nonDigit[off+w] == s.nonDigit[off] {
 				continue
 			}
 			// An unpadded base64 form whose last character is a partial
 			// quantum is a prefix of the encoding of any longer value with
 			// the same start: only accept it where the run ends.
-			if partial && off+w < len(run) {
+			if c == clsB64 && w%4 != 0 && off+w < len(run) {
 				continue
 			}
+			if s.budgetWin <= 0 {
+				s.exhausted = true
+				return
+			}
+			s.budgetWin--
 			h := x.hash(run[off : off+w])
 			if !x.inFilter(h) {
 				continue
 			}
 			s.lookup(h, st+off, w, layer, upper && c == clsHexSep && hasUpperHex(data[st+off:st+off+w]))
 		}
-		if s.budgetWin == 0 {
-			return
-		}
 	}
+}
+
+func le32(b []byte) uint32 {
+	_ = b[3]
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
 func hasUpperHex(b []byte) bool {
@@ -407,11 +421,8 @@ func (s *Scanner) decodeLayers(data []byte, layer int) {
 	if looksBinary(data) {
 		return
 	}
-	if bytes.IndexByte(data, '%') >= 0 || bytes.IndexByte(data, '+') >= 0 {
-		if out, ok := urlDecode(s.layerBuf[next][:0], data); ok {
-			s.layerBuf[next] = out
-			s.scanLayer(out, next)
-		}
+	if bytes.IndexByte(data, '%') >= 0 || (s.idx.spaceForms && bytes.IndexByte(data, '+') >= 0) {
+		s.urlSegments(data, next)
 	}
 	if bytes.Contains(data, []byte(`\u`)) || bytes.Contains(data, []byte(`\/`)) {
 		if out, ok := jsonUnescape(s.layerBuf[next][:0], data); ok {
@@ -529,6 +540,36 @@ func (s *Scanner) inflate(data []byte, layer int, kind compression) {
 		s.scanLayer(buf[:n], layer)
 	}
 }
+
+// urlSegments URL-decodes and rescans only the segments (runs between
+// strong delimiters such as & = ; and quotes) that contain an escape, so a
+// long header with one encoded value is not rescanned whole.
+func (s *Scanner) urlSegments(data []byte, next int) {
+	for i := 0; i < len(data); {
+		if lut[data[i]]&(1<<clsText) == 0 {
+			i++
+			continue
+		}
+		j := i
+		esc := false
+		for j < len(data) && lut[data[j]]&(1<<clsText) != 0 {
+			c := data[j]
+			if c == '+' && s.idx.spaceForms || c == '%' && j+2 < len(data) && isHexByte(data[j+1]) && isHexByte(data[j+2]) {
+				esc = true
+			}
+			j++
+		}
+		if esc && j-i >= minForm {
+			if out, ok := urlDecode(s.layerBuf[next][:0], data[i:j]); ok {
+				s.layerBuf[next] = out
+				s.scanLayer(out, next)
+			}
+		}
+		i = j
+	}
+}
+
+func isHexByte(c byte) bool { return lut[c]&(1<<clsHex) != 0 }
 
 // urlDecode percent-decodes src (and '+' to space, as in forms) into dst;
 // ok is false if nothing changed. Malformed escapes are copied through.

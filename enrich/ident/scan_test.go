@@ -97,7 +97,7 @@ func TestGluedAndLayered(t *testing.T) {
 		{"gzip inside base64", "z=" + base64.StdEncoding.EncodeToString(gz([]byte(json1))), "lab-0007/imei/digits@9+2"},
 		{"json unicode escape", `{"e":"Lab0007\u0040Example.com"}`, "lab-0007/email/raw@6+1"},
 		{"truncated gzip", "HTTP/1.1 200 OK\r\n\r\n" + string(gzBuf[:len(gzBuf)/2]), "lab-0007/imei/digits@"},
-		{"plus as space", "name=Canary+Contact+7&x=1", "lab-0007/canary/raw@5+1"},
+		{"plus as space", "name=Canary+Contact+7&x=1", "lab-0007/canary/raw@0+1"},
 		{"mac upper no sep", "m=A45046123456;", "lab-0007/wifi_mac/no-sep-upper@2+0"},
 		{"contact canary phone national", "from=07700900123", "lab-0007/canary/national-trunk@5+0"},
 	}
