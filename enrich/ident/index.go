@@ -36,6 +36,10 @@ type Index struct {
 	// forms: a window start position is only hashed if its prefix is here.
 	anchor []uint64
 	ashift uint
+	// anchorLen is the same keyed by (prefix, window length): the second
+	// test before a window is hashed.
+	anchorLen []uint64
+	alshift   uint
 
 	// spaceForms: some form contains a space, so '+' (form encoding of a
 	// space) is worth decoding.
@@ -92,6 +96,7 @@ type Builder struct {
 
 	filterCount int
 	prefixes    map[uint32]struct{}
+	prefixLens  map[uint64]struct{}
 }
 
 // NewBuilder starts an index keyed with cfg's secret seed.
@@ -107,7 +112,8 @@ func NewBuilder(cfg Config) (*Builder, error) {
 	idx.alloc(1 << 12)
 	idx.filter = make([]uint64, 1<<10)
 	idx.fmask = uint64(len(idx.filter))*64 - 1
-	return &Builder{idx: idx, exp: newExpander(), devIdx: map[string]int{}, prefixes: map[uint32]struct{}{}}, nil
+	return &Builder{idx: idx, exp: newExpander(), devIdx: map[string]int{},
+		prefixes: map[uint32]struct{}{}, prefixLens: map[uint64]struct{}{}}, nil
 }
 
 // Add expands one identifier into all its forms and indexes their hashes.
@@ -153,6 +159,7 @@ func (b *Builder) Add(id Identifier) error {
 		}
 		if c, ok := windowClass(f, cls, len(b.norm)); ok {
 			b.prefixes[le32(b.norm)] = struct{}{}
+			b.prefixLens[uint64(le32(b.norm))<<16|uint64(len(b.norm))] = struct{}{}
 			b.addWindow(c, len(b.norm), h)
 		}
 	})
@@ -220,7 +227,17 @@ func (b *Builder) Build() *Index {
 		i := idx.anchorBit(p)
 		idx.anchor[i>>6] |= 1 << (i & 63)
 	}
-	b.prefixes = nil // prefixes are plaintext fragments: drop them
+	abits = 16
+	for 1<<abits < len(b.prefixLens)*32 && abits < 27 {
+		abits++
+	}
+	idx.anchorLen = make([]uint64, 1<<abits/64)
+	idx.alshift = 64 - abits
+	for p := range b.prefixLens {
+		i := idx.anchorLenBit(uint32(p>>16), int(p&0xffff))
+		idx.anchorLen[i>>6] |= 1 << (i & 63)
+	}
+	b.prefixes, b.prefixLens = nil, nil // prefixes are plaintext fragments: drop them
 	idx.pool.New = func() any { return idx.NewScanner() }
 	return idx
 }
@@ -232,6 +249,15 @@ func (x *Index) anchorBit(p uint32) uint64 {
 func (x *Index) inAnchor(p uint32) bool {
 	i := x.anchorBit(p)
 	return x.anchor[i>>6]&(1<<(i&63)) != 0
+}
+
+func (x *Index) anchorLenBit(p uint32, n int) uint64 {
+	return (uint64(p)<<16 ^ uint64(n) ^ x.seed) * 0xC2B2AE3D27D4EB4F >> x.alshift
+}
+
+func (x *Index) inAnchorLen(p uint32, n int) bool {
+	i := x.anchorLenBit(p, n)
+	return x.anchorLen[i>>6]&(1<<(i&63)) != 0
 }
 
 func (x *Index) hash(b []byte) uint64 {
@@ -337,7 +363,7 @@ func (x *Index) Stats() Stats {
 		Devices: len(x.devices),
 		Entries: x.count,
 		Slots:   len(x.keys),
-		Bytes:   len(x.keys)*12 + len(x.filter)*8 + len(x.anchor)*8,
+		Bytes:   len(x.keys)*12 + len(x.filter)*8 + len(x.anchor)*8 + len(x.anchorLen)*8,
 		WindowLen: map[string][]int{
 			"hexsep": append([]int(nil), x.wins[clsHexSep]...),
 			"base64": append([]int(nil), x.wins[clsB64]...),

@@ -330,7 +330,8 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 	// bytes; only positions where some window form starts are hashed.
 	last := len(run) - ws[0]
 	for off := 0; off <= last; off++ {
-		if !x.inAnchor(le32(run[off:])) {
+		p := le32(run[off:])
+		if !x.inAnchor(p) {
 			continue
 		}
 		for _, w := range ws {
@@ -347,6 +348,9 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 			// quantum is a prefix of the encoding of any longer value with
 			// the same start: only accept it where the run ends.
 			if c == clsB64 && w%4 != 0 && off+w < len(run) {
+				continue
+			}
+			if !x.inAnchorLen(p, w) {
 				continue
 			}
 			if s.budgetWin <= 0 {
