@@ -24,3 +24,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# Independent Community ID oracle for the collector tests (PyPI).
+if ! python3 -c 'import communityid' >/dev/null 2>&1; then
+  echo "deps: installing communityid from PyPI" >&2
+  python3 -m pip install -q communityid==1.5.0
+fi
