@@ -66,21 +66,6 @@ func Fields(cfg any) []Field {
 
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 
-func isLeaf(t reflect.Type) bool {
-	if reflect.PointerTo(t).Implements(textUnmarshaler) {
-		return true
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		return t == reflect.TypeFor[time.Time]()
-	case reflect.Map:
-		return true // maps (e.g. per-group policies) are set from the file only
-	case reflect.Slice:
-		return true
-	}
-	return true
-}
-
 func walk(v reflect.Value, prefix, help string, out *[]Field) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
