@@ -45,7 +45,7 @@ func benchLab(n int) []Identifier {
 		iccid := "8991" + digits(14)
 		iccid += string(LuhnDigit(iccid))
 		u := hexs(32)
-		for _, id := range []Identifier{
+		ids = append(ids, []Identifier{
 			{dev, TypeIMEI, imei},
 			{dev, TypeIMEISV, imei[:14] + digits(2)},
 			{dev, TypeIMSI, "40445" + digits(10)},
@@ -58,9 +58,7 @@ func benchLab(n int) []Identifier {
 			{dev, TypeSerial, "R58M" + strings.ToUpper(hexs(7))},
 			{dev, TypeEmail, fmt.Sprintf("lab%05d@example.com", i)},
 			{dev, TypeCanary, fmt.Sprintf("Canary Contact %d", i)},
-		} {
-			ids = append(ids, id)
-		}
+		}...)
 	}
 	return ids
 }

@@ -333,21 +333,6 @@ func (b *Builder) growFilter() {
 	}
 }
 
-// lookup calls fn for every owner of h.
-func (x *Index) lookup(h uint64, fn func(o uint32)) {
-	i := h & x.mask
-	for {
-		k := x.keys[i]
-		if k == 0 {
-			return
-		}
-		if k == h {
-			fn(x.vals[i])
-		}
-		i = (i + 1) & x.mask
-	}
-}
-
 // Stats describes an index for logs and benchmarks (never its contents).
 type Stats struct {
 	Devices   int
