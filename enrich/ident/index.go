@@ -391,6 +391,15 @@ func BuildIndex(cfg Config, ids []Identifier) (*Index, []error, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Pre-size for ~64 entries per identifier at the 0.6 load limit, so a
+	// large lab does not pay for repeated doubling (each a full rehash).
+	if want := len(ids) * 64 * 10 / 6; want > len(b.idx.keys) {
+		n := len(b.idx.keys)
+		for n < want {
+			n *= 2
+		}
+		b.idx.alloc(n)
+	}
 	var errs []error
 	for _, id := range append(cfg.AccessPointIdentifiers(), ids...) {
 		if err := b.Add(id); err != nil {

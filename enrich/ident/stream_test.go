@@ -86,4 +86,3 @@ func TestConfigValidate(t *testing.T) {
 		t.Error(err)
 	}
 }
-
