@@ -30,9 +30,11 @@ type Config struct {
 	ReplicationFactor int           `yaml:"replication_factor" help:"replication factor for topics created at start-up"`
 	GroupPrefix       string        `yaml:"group_prefix" help:"consumer group id prefix; a stage's group is <prefix>-<stage>"`
 	ClientID          string        `yaml:"client_id" help:"client id sent to the brokers"`
-	BatchSize         int           `yaml:"batch_size" help:"max records per fetched batch and per produce batch"`
+	BatchSize         int           `yaml:"batch_size" help:"max records per fetched batch (the unit of processing and commit)"`
+	BatchTimeout      time.Duration `yaml:"batch_timeout" help:"how long a fetch waits to fill a batch once it has one record"`
+	ProduceBatchSize  int           `yaml:"produce_batch_size" help:"max records per produce request and partition"`
 	BatchBytes        int           `yaml:"batch_bytes" help:"max bytes of one produce request per partition (keep <= broker message.max.bytes)"`
-	BatchTimeout      time.Duration `yaml:"batch_timeout" help:"how long a fetch waits to fill a batch once it has one record, and the producer linger"`
+	ProduceLinger     time.Duration `yaml:"produce_linger" help:"how long a partly filled produce batch waits for more records (writes are synchronous, so keep it short)"`
 	FetchMaxWait      time.Duration `yaml:"fetch_max_wait" help:"how long the broker may hold a fetch request waiting for fetch_min_bytes"`
 	FetchMinBytes     int           `yaml:"fetch_min_bytes" help:"bytes the broker should gather before answering a fetch"`
 	FetchMaxBytes     int           `yaml:"fetch_max_bytes" help:"max bytes of one fetch response"`
@@ -63,8 +65,10 @@ func DefaultConfig() Config {
 		GroupPrefix:       "exfilwatch",
 		ClientID:          "exfilwatch",
 		BatchSize:         10000,
-		BatchBytes:        1 << 20,
 		BatchTimeout:      5 * time.Millisecond,
+		ProduceBatchSize:  1000,
+		BatchBytes:        1 << 20,
+		ProduceLinger:     200 * time.Microsecond,
 		FetchMaxWait:      100 * time.Millisecond,
 		FetchMinBytes:     1,
 		FetchMaxBytes:     16 << 20,
@@ -113,6 +117,12 @@ func (c Config) Validate() error {
 	}
 	if c.BatchSize < 1 {
 		bad("batch_size", "must be >= 1, got %d", c.BatchSize)
+	}
+	if c.ProduceBatchSize < 1 {
+		bad("produce_batch_size", "must be >= 1, got %d", c.ProduceBatchSize)
+	}
+	if c.ProduceLinger <= 0 {
+		bad("produce_linger", "must be > 0")
 	}
 	if c.BatchBytes < 1024 {
 		bad("batch_bytes", "must be >= 1024, got %d", c.BatchBytes)

@@ -19,7 +19,13 @@ var topicSeq atomic.Int64
 
 // uniqueTopic returns a topic name no other test (or earlier run) used.
 func uniqueTopic(t testing.TB, what string) string {
-	return fmt.Sprintf("test.%s.%s.%d.%d", strings.ReplaceAll(t.Name(), "/", "_"), what, time.Now().UnixNano(), topicSeq.Add(1))
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '_'
+	}, t.Name())
+	return fmt.Sprintf("test.%s.%s.%d.%d", name, what, time.Now().UnixNano(), topicSeq.Add(1))
 }
 
 func kafkaConfig(t testing.TB, bootstrap string) Config {

@@ -1,0 +1,242 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/exfilwatch/exfilwatch/internal/testenv"
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
+
+func benchEncode(b *testing.B, rec *flowpb.FlowRecord, f Format) {
+	buf, _ := AppendEncoded(nil, rec, f)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var err error
+		if buf, err = AppendEncoded(buf[:0], rec, f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchDecode(b *testing.B, rec *flowpb.FlowRecord, f Format) {
+	buf, _ := AppendEncoded(nil, rec, f)
+	into := &flowpb.FlowRecord{}
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := Decode(buf, f, into); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	b.Run("flow200B/proto", func(b *testing.B) { benchEncode(b, sampleFlow(1), FormatProto) })
+	b.Run("flow1KBsnippets/proto", func(b *testing.B) { benchEncode(b, flowWithSnippets(1), FormatProto) })
+	b.Run("flow200B/json", func(b *testing.B) { benchEncode(b, sampleFlow(1), FormatJSON) })
+}
+
+func BenchmarkDecode(b *testing.B) {
+	b.Run("flow200B/proto", func(b *testing.B) { benchDecode(b, sampleFlow(1), FormatProto) })
+	b.Run("flow1KBsnippets/proto", func(b *testing.B) { benchDecode(b, flowWithSnippets(1), FormatProto) })
+	b.Run("flow200B/json", func(b *testing.B) { benchDecode(b, sampleFlow(1), FormatJSON) })
+}
+
+// loopReader returns the same pre-encoded batch forever.
+type loopReader struct{ batch []Message }
+
+func (r *loopReader) Fetch(ctx context.Context) ([]Message, error) { return r.batch, ctx.Err() }
+func (r *loopReader) Commit(context.Context, []Message) error      { return nil }
+func (r *loopReader) Close() error                                 { return nil }
+
+type nullWriter struct{}
+
+func (nullWriter) Write(context.Context, []Message) error { return nil }
+func (nullWriter) Close() error                           { return nil }
+
+// BenchmarkRunnerPerRecord: the runner's own cost per record (decode into a
+// reused message, Process, encode into the arena, write, commit) without a
+// broker. One op = one record.
+func BenchmarkRunnerPerRecord(b *testing.B) {
+	const batch = 1000
+	r := &loopReader{}
+	for i := 0; i < batch; i++ {
+		rec := sampleFlow(i)
+		r.batch = append(r.batch, Message{Key: rec.SrcAddr, Value: mustMarshal(rec)})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	st := Stage[*flowpb.FlowRecord, *flowpb.FlowRecord]{
+		Name: "bench",
+		Process: func(_ context.Context, in *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
+			emit(in)
+			if n++; n == b.N {
+				cancel()
+			}
+			return nil
+		},
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := Run(ctx, DefaultConfig(), r, nullWriter{}, nil, st); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// produceBench writes batches of 200-byte flow records through write and
+// reports records/s and MB/s. One op = one record.
+func produceBench(b *testing.B, batch int, write func(ctx context.Context, msgs []Message) error) {
+	msgs := make([]Message, batch)
+	size := 0
+	for i := range msgs {
+		rec := sampleFlow(i)
+		msgs[i] = Message{Key: rec.SrcAddr, Value: mustMarshal(rec)}
+		size += len(msgs[i].Value)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for done := 0; done < b.N; done += batch {
+		n := min(batch, b.N-done)
+		if err := write(ctx, msgs[:n]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	el := time.Since(start).Seconds()
+	b.ReportMetric(float64(b.N)/el, "records/s")
+	b.ReportMetric(float64(b.N)*float64(size)/float64(batch)/el/1e6, "MB/s")
+}
+
+func benchKafkaConfig(b *testing.B) Config {
+	cfg := kafkaConfig(b, testenv.Kafka(b))
+	// Knobs for exploring settings by hand; the defaults are what ships.
+	if v := os.Getenv("BENCH_PARTITIONS"); v != "" {
+		fmt.Sscan(v, &cfg.Partitions)
+	}
+	if v := os.Getenv("BENCH_WRITER_BATCH"); v != "" {
+		fmt.Sscan(v, &cfg.ProduceBatchSize)
+	}
+	if v := os.Getenv("BENCH_LINGER"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.ProduceLinger = d
+	}
+	return cfg
+}
+
+// BenchmarkKafkaProduce compares the tuned KafkaWriter (acks=all, 200 µs
+// linger, 1000-record produce batches) with kafka-go's default Writer settings
+// (1 s BatchTimeout, BatchSize 100, acks=none) given the same slices, against
+// the dev-stack broker, for 10k- and 1k-record Write calls.
+func BenchmarkKafkaProduce(b *testing.B) {
+	for _, per := range []int{10000, 1000} {
+		for _, codec := range []string{"lz4", "zstd", "none"} {
+			if per != 10000 && codec != "lz4" {
+				continue
+			}
+			b.Run(fmt.Sprintf("tuned/acks=all/%s/per-call=%d", codec, per), func(b *testing.B) {
+				cfg := benchKafkaConfig(b)
+				cfg.Compression = codec
+				topic := uniqueTopic(b, "produce")
+				if err := EnsureTopics(context.Background(), cfg, topic); err != nil {
+					b.Fatal(err)
+				}
+				w := NewKafkaWriter(cfg, topic, nil)
+				defer w.Close()
+				produceBench(b, per, w.Write)
+			})
+		}
+		for _, acks := range []kafka.RequiredAcks{kafka.RequireNone, kafka.RequireAll} {
+			b.Run(fmt.Sprintf("kafka-go-defaults/acks=%v/per-call=%d", acks, per), func(b *testing.B) {
+				cfg := benchKafkaConfig(b)
+				topic := uniqueTopic(b, "produce")
+				if err := EnsureTopics(context.Background(), cfg, topic); err != nil {
+					b.Fatal(err)
+				}
+				// Only a private Transport differs from the defaults: the shared
+				// DefaultTransport may hold metadata cached before topic creation.
+				w := &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: topic, RequiredAcks: acks, Transport: &kafka.Transport{}}
+				defer w.Close()
+				var km []kafka.Message
+				produceBench(b, per, func(ctx context.Context, msgs []Message) error {
+					km = km[:0]
+					for _, m := range msgs {
+						km = append(km, kafka.Message{Key: m.Key, Value: m.Value})
+					}
+					return w.WriteMessages(ctx, km...)
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkKafkaConsume: group consumption with Fetch + Commit per batch of
+// records produced beforehand (not timed). One op = one record.
+func BenchmarkKafkaConsume(b *testing.B) {
+	for _, name := range []string{"tuned", "kafka-go-defaults"} {
+		b.Run(name, func(b *testing.B) {
+			cfg := benchKafkaConfig(b)
+			topic := uniqueTopic(b, "consume")
+			if err := EnsureTopics(context.Background(), cfg, topic); err != nil {
+				b.Fatal(err)
+			}
+			n := b.N
+			if name != "tuned" {
+				n = min(n, 2000) // a synchronous commit per record: keep the run short
+			}
+			produceFlows(b, cfg, topic, 0, n)
+			size := len(mustMarshal(sampleFlow(1)))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			var (
+				fetch  func() (int, error)
+				closer func() error
+			)
+			if name == "tuned" {
+				r := NewKafkaReader(cfg, topic, "bench-"+topic, nil)
+				closer = r.Close
+				fetch = func() (int, error) {
+					batch, err := r.Fetch(ctx)
+					if err != nil {
+						return 0, err
+					}
+					return len(batch), r.Commit(ctx, batch)
+				}
+			} else {
+				// kafka-go defaults: ReadMessage commits synchronously per record.
+				r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, GroupID: "bench-" + topic, Topic: topic, StartOffset: kafka.FirstOffset})
+				closer = r.Close
+				fetch = func() (int, error) {
+					_, err := r.ReadMessage(ctx)
+					return 1, err
+				}
+			}
+			defer closer()
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for got := 0; got < n; {
+				n, err := fetch()
+				if err != nil {
+					b.Fatal(err)
+				}
+				got += n
+			}
+			el := time.Since(start).Seconds()
+			b.ReportMetric(float64(n)/el, "records/s")
+			b.ReportMetric(float64(n)*float64(size)/el/1e6, "MB/s")
+		})
+	}
+}
