@@ -49,7 +49,6 @@ type Index struct {
 
 	lens  [numClasses]lenSet
 	wins  [numClasses][]int // window lengths per class, ascending
-	winOK [numClasses]bool
 
 	pool sync.Pool
 }
@@ -192,7 +191,6 @@ func windowClass(f form, cls uint8, n int) (int, bool) {
 
 func (b *Builder) addWindow(c, n int, h uint64) {
 	idx := b.idx
-	idx.winOK[c] = true
 	found := false
 	for _, w := range idx.wins[c] {
 		if w == n {

@@ -46,3 +46,24 @@ func TestFormNamesRoundTrip(t *testing.T) {
 		t.Error("upper twins")
 	}
 }
+
+func TestLiveSwap(t *testing.T) {
+	var l Live
+	if l.Scanner(nil) != nil {
+		t.Fatal("scanner before store")
+	}
+	c := DefaultConfig()
+	c.Secret = "live-secret-0123456789"
+	a, _, _ := BuildIndex(c, []Identifier{{Device: "a", Type: TypeIMSI, Value: "404450123456789"}})
+	b, _, _ := BuildIndex(c, []Identifier{{Device: "b", Type: TypeIMSI, Value: "404450123456789"}})
+	l.Store(a)
+	s := l.Scanner(nil)
+	if l.Scanner(s) != s {
+		t.Error("scanner replaced without a swap")
+	}
+	l.Store(b)
+	s2 := l.Scanner(s)
+	if s2 == s || s2.idx != b {
+		t.Error("scanner not rebound after swap")
+	}
+}

@@ -272,7 +272,7 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 			e--
 		}
 		if x.lens[clsText].has(e - st) {
-			s.probe(data, st, e, layer, false)
+			s.probe(data, st, e, layer)
 		}
 		return
 	case clsB64:
@@ -282,7 +282,7 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 		}
 		for k := 1; k <= p; k++ {
 			if x.lens[clsB64Pad].has(e - st + k) {
-				s.probe(data, st, e+k, layer, false)
+				s.probe(data, st, e+k, layer)
 			}
 		}
 		if e-st >= minB64Decode && layer < maxLayers {
@@ -291,7 +291,7 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 	}
 	L := e - st
 	if x.lens[c].has(L) {
-		s.probe(data, st, e, layer, false)
+		s.probe(data, st, e, layer)
 	}
 	if ws := x.wins[c]; len(ws) > 0 && L > ws[0] {
 		s.windows(data, c, st, e, layer)
@@ -382,7 +382,7 @@ func hasUpperHex(b []byte) bool {
 }
 
 // probe hashes the candidate data[st:e] (normalised) and records its owners.
-func (s *Scanner) probe(data []byte, st, e, layer int, _ bool) {
+func (s *Scanner) probe(data []byte, st, e, layer int) {
 	cand := data[st:e]
 	s.norm = normalize(s.norm[:0], cand)
 	upper := !bytes.Equal(s.norm, cand)

@@ -19,7 +19,8 @@ const maxStreamInput = 16 << 20
 // object per match to w: the backend of `exfilwatch match --inventory FILE`.
 // An HTTP request is split into path, host, headers and body (with its
 // Content-Encoding) like the pipeline's HTTP parser does; anything else is
-// scanned as one field named "input".
+// scanned as one field named "input". At most ident.max_scan_bytes are
+// scanned (the rest is ignored, as in the pipeline).
 func MatchStream(w io.Writer, idx *Index, r io.Reader) error {
 	data, err := io.ReadAll(io.LimitReader(r, maxStreamInput))
 	if err != nil {
