@@ -327,7 +327,7 @@ func newTable6(starts []u128, recs []uint32) table6 {
 	for i, s := range starts {
 		t.entries[i] = entry6{s.hi, s.lo, recs[i]}
 	}
-	t.index = buildTrie(64, 16, len(starts), func(i int, k uint64) bool {
+	t.index = buildTrie(64, v6RootBits, len(starts), func(i int, k uint64) bool {
 		e := &t.entries[i] // (hi, lo) <= (k, 0)
 		return e.hi < k || (e.hi == k && e.lo == 0)
 	})
@@ -348,3 +348,6 @@ func (t *table6) find(hi, lo uint64) uint32 {
 	}
 	return e[l].rec
 }
+
+// v6RootBits: 20 or 24 root bits measured no faster on the real data.
+const v6RootBits = 16
