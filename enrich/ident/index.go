@@ -47,8 +47,8 @@ type Index struct {
 
 	devices []string
 
-	lens  [numClasses]lenSet
-	wins  [numClasses][]int // window lengths per class, ascending
+	lens [numClasses]lenSet
+	wins [numClasses][]int // window lengths per class, ascending
 
 	pool sync.Pool
 }
