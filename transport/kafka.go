@@ -38,8 +38,6 @@ func (b *backoff) wait(ctx context.Context) error {
 	}
 }
 
-func (b *backoff) reset() { b.cur = 0 }
-
 // retryable tells whether a Kafka error can succeed on a later attempt:
 // network errors and errors Kafka marks as retriable (leader moves, broker
 // not available, timeouts). Oversized messages or bad requests never will.
