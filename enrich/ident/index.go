@@ -3,6 +3,7 @@ package ident
 import (
 	"bytes"
 	"fmt"
+	"math/bits"
 	"sync"
 
 	"github.com/zeebo/xxh3"
@@ -49,6 +50,8 @@ type Index struct {
 
 	lens [numClasses]lenSet
 	wins [numClasses][]int // window lengths per class, ascending
+	// minRun is the shortest run of each class worth looking at (0: none).
+	minRun [numRunClasses]int
 
 	pool sync.Pool
 }
@@ -75,6 +78,16 @@ func (l *lenSet) add(n int) {
 	if n < 1024 {
 		l[n>>6] |= 1 << (n & 63)
 	}
+}
+
+// min returns the smallest length in the set, or 0.
+func (l *lenSet) min() int {
+	for i, w := range l {
+		if w != 0 {
+			return i*64 + bits.TrailingZeros64(w)
+		}
+	}
+	return 0
 }
 
 func (l *lenSet) has(n int) bool { return n < 1024 && l[n>>6]&(1<<(n&63)) != 0 }
@@ -236,6 +249,25 @@ func (b *Builder) Build() *Index {
 		idx.anchorLen[i>>6] |= 1 << (i & 63)
 	}
 	b.prefixes, b.prefixLens = nil, nil // prefixes are plaintext fragments: drop them
+	for c := 0; c < numRunClasses; c++ {
+		m := idx.lens[c].min()
+		if ws := idx.wins[c]; len(ws) > 0 && (m == 0 || ws[0]+1 < m) {
+			m = ws[0] + 1
+		}
+		if c == clsB64 {
+			// base64 runs are also decoded (layers) and may carry padding.
+			if m == 0 || minB64Decode < m {
+				m = minB64Decode
+			}
+			if p := idx.lens[clsB64Pad].min(); p > 0 && (p-2 < m) {
+				m = max(p-2, 1)
+			}
+		}
+		if m > 0 && m < minForm {
+			m = minForm
+		}
+		idx.minRun[c] = m
+	}
 	idx.pool.New = func() any { return idx.NewScanner() }
 	return idx
 }

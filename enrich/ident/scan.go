@@ -7,7 +7,6 @@ import (
 	"compress/zlib"
 	"encoding/base64"
 	"io"
-	"math/bits"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
@@ -225,34 +224,33 @@ func (s *Scanner) scanLayer(data []byte, layer int) {
 		return
 	}
 	s.b64[layer] = s.b64[layer][:0]
-	var start [numRunClasses]int
-	prev := uint8(0)
 	n := len(data)
-	for i := 0; i < n; {
-		f := lut[data[i]]
-		if f == prev {
-			i++
-			for i < n && lut[data[i]] == prev {
-				i++
-			}
+	// One pass per class, sampling every minRun-th byte: a run at least
+	// minRun long must contain a sampled position, so bytes outside
+	// qualifying runs are mostly never looked at (a Boyer-Moore-style skip).
+	for c := 0; c < numRunClasses; c++ {
+		L := s.idx.minRun[c]
+		if L == 0 {
 			continue
 		}
-		for ended := prev &^ f; ended != 0; ended &= ended - 1 {
-			c := bits.TrailingZeros8(ended)
-			if i-start[c] >= minForm {
-				s.run(data, c, start[c], i, layer)
+		bit := uint8(1) << c
+		for p := L - 1; p < n; {
+			if lut[data[p]]&bit == 0 {
+				p += L
+				continue
 			}
-		}
-		for started := f &^ prev; started != 0; started &= started - 1 {
-			start[bits.TrailingZeros8(started)] = i
-		}
-		prev = f
-		i++
-	}
-	for ended := prev; ended != 0; ended &= ended - 1 {
-		c := bits.TrailingZeros8(ended)
-		if n-start[c] >= minForm {
-			s.run(data, c, start[c], n, layer)
+			st := p
+			for st > 0 && lut[data[st-1]]&bit != 0 {
+				st--
+			}
+			e := p + 1
+			for e < n && lut[data[e]]&bit != 0 {
+				e++
+			}
+			if e-st >= L {
+				s.run(data, c, st, e, layer)
+			}
+			p = e + L
 		}
 	}
 	if layer < maxLayers && s.idx.cfg.MaxLayers > layer {
