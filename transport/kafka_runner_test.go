@@ -218,3 +218,44 @@ func TestEmbeddedBroker(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAndEnsureConfigured: the wiring helpers pick JSON lines for a path
+// and Kafka otherwise, and create the configured topics on the broker.
+func TestOpenAndEnsureConfigured(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bootstrap, stop, err := StartEmbedded(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	cfg := kafkaConfig(t, bootstrap)
+	if err := EnsureConfiguredTopics(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	w, err := OpenWriter(cfg, "", cfg.Topics.Raw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Write(ctx, []Message{{Value: mustMarshal(sampleFlow(5))}}); err != nil {
+		t.Fatalf("write to the created raw topic: %v", err)
+	}
+	r, err := OpenReader(cfg, "", cfg.Topics.Raw, "enrich", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, ok := r.(*KafkaReader); !ok {
+		t.Fatalf("got %T for no path", r)
+	}
+	batch, err := r.Fetch(ctx)
+	if err != nil || len(batch) != 1 {
+		t.Fatalf("fetch: %v (%d)", err, len(batch))
+	}
+	jr, err := OpenReader(cfg, "testdata/fuzz/none.jsonl", "", "enrich", nil)
+	if err == nil {
+		jr.Close()
+		t.Fatal("opening a missing file succeeded")
+	}
+}
