@@ -5,10 +5,11 @@
 // lookup (150-300 ns, see perf_anchors.md §1). The pipeline needs an answer
 // per flow endpoint at line rate, so Open walks every network of every
 // configured file once, merges them (a City or Country database plus an ASN
-// database or CSV) and flattens the result into sorted range tables: one for
-// IPv4 with a /16 bucket index, one for IPv6 with a 20-bit bucket index, and
-// an interned record per distinct answer. A lookup is then a bucket read and
-// a short binary search: a couple of cache misses, no allocation.
+// database or CSV) and flattens the result into sorted range tables, one per
+// family, each with a multi-level bucket trie over the range starts (root on
+// the top 16 bits), and one interned 64-byte answer per distinct result. A
+// lookup is then one or two trie slots, a binary search over a handful of
+// entries and the answer: a few cache misses, no allocation.
 //
 // Special-purpose addresses (RFC 1918, CGNAT, ULA, loopback, link-local,
 // multicast, documentation, ...) and configured lab subnets are classified
