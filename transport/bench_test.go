@@ -119,6 +119,7 @@ func produceBench(b *testing.B, batch int, write func(ctx context.Context, msgs 
 
 func benchKafkaConfig(b *testing.B) Config {
 	cfg := kafkaConfig(b, testenv.Kafka(b))
+	cfg.BatchSize = DefaultConfig().BatchSize // kafkaConfig shrinks it for tests
 	// Knobs for exploring settings by hand; the defaults are what ships.
 	if v := os.Getenv("BENCH_PARTITIONS"); v != "" {
 		fmt.Sscan(v, &cfg.Partitions)
@@ -239,4 +240,40 @@ func BenchmarkKafkaConsume(b *testing.B) {
 			b.ReportMetric(float64(n)*float64(size)/el/1e6, "MB/s")
 		})
 	}
+}
+
+// BenchmarkKafkaStage: a pass-through stage under Run, consuming from one
+// topic and producing to another on the dev-stack broker (decode, encode,
+// acks=all write, commit). One op = one record.
+func BenchmarkKafkaStage(b *testing.B) {
+	cfg := benchKafkaConfig(b)
+	in, out := uniqueTopic(b, "in"), uniqueTopic(b, "out")
+	if err := EnsureTopics(context.Background(), cfg, in, out); err != nil {
+		b.Fatal(err)
+	}
+	produceFlows(b, cfg, in, 0, b.N)
+	src := NewKafkaReader(cfg, in, "bench-"+in, nil)
+	defer src.Close()
+	dst := NewKafkaWriter(cfg, out, nil)
+	defer dst.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 0
+	st := Stage[*flowpb.FlowRecord, *flowpb.FlowRecord]{
+		Name: "bench-stage",
+		Process: func(_ context.Context, rec *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
+			emit(rec)
+			if n++; n == b.N {
+				cancel() // Run finishes this batch (write + commit) and returns
+			}
+			return nil
+		},
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	if err := Run(ctx, cfg, src, dst, nil, st); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
 }
