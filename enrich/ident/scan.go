@@ -215,6 +215,12 @@ func (s *Scanner) match() *flowpb.IdentifierMatch {
 // scanLayer walks data once, tracking runs of every class, then tries the
 // decodings that reveal another layer.
 func (s *Scanner) scanLayer(data []byte, layer int) {
+	s.scanLayerMask(data, layer, 1<<numRunClasses-1, true)
+}
+
+// scanLayerMask scans data for runs of the classes in mask, then (if decode)
+// tries the decodings that reveal another layer.
+func (s *Scanner) scanLayerMask(data []byte, layer int, mask uint8, decode bool) {
 	if len(data) > s.budgetBytes {
 		data = data[:s.budgetBytes]
 		s.exhausted = true
@@ -230,7 +236,7 @@ func (s *Scanner) scanLayer(data []byte, layer int) {
 	// qualifying runs are mostly never looked at (a Boyer-Moore-style skip).
 	for c := 0; c < numRunClasses; c++ {
 		L := s.idx.minRun[c]
-		if L == 0 {
+		if L == 0 || mask&(1<<c) == 0 {
 			continue
 		}
 		bit := uint8(1) << c
@@ -253,7 +259,7 @@ func (s *Scanner) scanLayer(data []byte, layer int) {
 			p = e + L
 		}
 	}
-	if layer < maxLayers && s.idx.cfg.MaxLayers > layer {
+	if decode && layer < maxLayers && s.idx.cfg.MaxLayers > layer {
 		s.decodeLayers(data, layer)
 	}
 }
@@ -445,11 +451,11 @@ func (s *Scanner) decodeLayers(data []byte, layer int) {
 	}
 }
 
-// looksBinary samples the first 512 bytes: more than 1 in 8 outside
+// looksBinary samples the first 128 bytes: more than 1 in 8 outside
 // printable ASCII and common whitespace means binary.
 func looksBinary(b []byte) bool {
-	if len(b) > 512 {
-		b = b[:512]
+	if len(b) > 128 {
+		b = b[:128]
 	}
 	bin := 0
 	for _, c := range b {
@@ -553,18 +559,26 @@ func (s *Scanner) urlSegments(data []byte, next int) {
 			continue
 		}
 		j := i
-		esc := false
+		pct, plus := false, false
 		for j < len(data) && lut[data[j]]&(1<<clsText) != 0 {
-			c := data[j]
-			if c == '+' && s.idx.spaceForms || c == '%' && j+2 < len(data) && isHexByte(data[j+1]) && isHexByte(data[j+2]) {
-				esc = true
+			switch c := data[j]; {
+			case c == '+':
+				plus = s.idx.spaceForms
+			case c == '%' && j+2 < len(data) && isHexByte(data[j+1]) && isHexByte(data[j+2]):
+				pct = true
 			}
 			j++
 		}
-		if esc && j-i >= minForm {
+		if (pct || plus) && j-i >= minForm {
 			if out, ok := urlDecode(s.layerBuf[next][:0], data[i:j]); ok {
 				s.layerBuf[next] = out
-				s.scanLayer(out, next)
+				if pct {
+					s.scanLayer(out, next)
+				} else {
+					// '+' alone only turns into spaces: only forms with
+					// spaces (text class) can newly appear.
+					s.scanLayerMask(out, next, 1<<clsText, false)
+				}
 			}
 		}
 		i = j
