@@ -109,10 +109,9 @@ type span struct{ s, e int32 }
 // decompressors and a pool of match messages, all reused so a steady-state
 // scan allocates nothing. A Scanner must not be used concurrently.
 type Scanner struct {
-	idx      *Index
-	norm     []byte
-	nonDigit []int32
-	hits     []hit
+	idx  *Index
+	norm []byte
+	hits []hit
 
 	layerBuf [maxLayers + 1][]byte
 	b64      [maxLayers + 1][]span
@@ -308,33 +307,17 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 	x := s.idx
 	run := data[st:e]
-	upper := false
+	// For hex-class bytes OR 0x20 is exactly the case fold (digits and
+	// ':' '.' '-' already have that bit), so anchors are tested on the raw
+	// bytes and only surviving windows are copied and folded.
+	var fold uint32
 	if c == clsHexSep {
-		// Case-fold once; count non-digits so all-digit windows can be
-		// skipped: a number inside a longer number is another number (the
-		// digit class probes whole digit runs).
-		s.norm = s.norm[:0]
-		s.nonDigit = append(s.nonDigit[:0], 0)
-		nd := int32(0)
-		for _, b := range run {
-			if b >= 'A' && b <= 'F' {
-				b += 'a' - 'A'
-				upper = true
-			}
-			if b < '0' || b > '9' {
-				nd++
-			}
-			s.norm = append(s.norm, b)
-			s.nonDigit = append(s.nonDigit, nd)
-		}
-		run = s.norm
+		fold = 0x20202020
 	}
 	ws := x.wins[c]
-	// Each start position costs one anchor-bit test on its first four
-	// bytes; only positions where some window form starts are hashed.
 	last := len(run) - ws[0]
 	for off := 0; off <= last; off++ {
-		p := le32(run[off:])
+		p := le32(run[off:]) | fold
 		if !x.inAnchor(p) {
 			continue
 		}
@@ -345,9 +328,6 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 			if w == len(run) {
 				continue // the whole run was probed already
 			}
-			if c == clsHexSep && s.nonDigit[off+w] == s.nonDigit[off] {
-				continue
-			}
 			// An unpadded base64 form whose last character is a partial
 			// quantum is a prefix of the encoding of any longer value with
 			// the same start: only accept it where the run ends.
@@ -357,16 +337,33 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 			if !x.inAnchorLen(p, w) {
 				continue
 			}
+			win := run[off : off+w]
+			upper := false
+			if c == clsHexSep {
+				// A number inside a longer number is another number: all-digit
+				// windows are left to the digit class, which probes whole runs.
+				digits := true
+				s.norm = s.norm[:0]
+				for _, b := range win {
+					digits = digits && b >= '0' && b <= '9'
+					upper = upper || b >= 'A' && b <= 'F'
+					s.norm = append(s.norm, b|0x20)
+				}
+				if digits {
+					continue
+				}
+				win = s.norm
+			}
 			if s.budgetWin <= 0 {
 				s.exhausted = true
 				return
 			}
 			s.budgetWin--
-			h := x.hash(run[off : off+w])
+			h := x.hash(win)
 			if !x.inFilter(h) {
 				continue
 			}
-			s.lookup(h, st+off, w, layer, upper && c == clsHexSep && hasUpperHex(data[st+off:st+off+w]))
+			s.lookup(h, st+off, w, layer, upper)
 		}
 	}
 }
@@ -374,15 +371,6 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 func le32(b []byte) uint32 {
 	_ = b[3]
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-}
-
-func hasUpperHex(b []byte) bool {
-	for _, c := range b {
-		if c >= 'A' && c <= 'F' {
-			return true
-		}
-	}
-	return false
 }
 
 // probe hashes the candidate data[st:e] (normalised) and records its owners.
