@@ -101,6 +101,14 @@ func benchLookups(b *testing.B, s *benchSet, decode func(r maxminddb.Result) err
 				s.db.Lookup(addrs[i&(benchAddrs-1)], &g)
 			}
 		})
+		b.Run(fam+"/flat-pair-per-endpoint", func(b *testing.B) {
+			var g1, g2 flowpb.Geo
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += 2 {
+				s.db.LookupPair(addrs[i&(benchAddrs-1)], addrs[(i+1)&(benchAddrs-1)], &g1, &g2)
+			}
+		})
 		b.Run(fam+"/flat-uncounted", func(b *testing.B) {
 			var g flowpb.Geo
 			b.ReportAllocs()

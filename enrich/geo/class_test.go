@@ -91,3 +91,27 @@ func TestAnswerSize(t *testing.T) {
 		t.Fatalf("answer is %d bytes, want 64", n)
 	}
 }
+
+// TestLookupPairAndCounter: LookupPair answers like two Lookups and both
+// count every endpoint.
+func TestLookupPairAndCounter(t *testing.T) {
+	db, err := Open(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs := [][2]string{{"10.0.0.1", "8.8.8.8"}, {"fe80::1", "2001:4860::1"}, {"::ffff:1.2.3.4", "127.0.0.1"}}
+	before := totalLookups()
+	for _, p := range pairs {
+		var s1, d1, s2, d2 flowpb.Geo
+		a, b := netip.MustParseAddr(p[0]), netip.MustParseAddr(p[1])
+		db.LookupPair(a, b, &s1, &d1)
+		db.Lookup(a, &s2)
+		db.Lookup(b, &d2)
+		if s1.String() != s2.String() || d1.String() != d2.String() {
+			t.Errorf("%v: pair %v/%v, single %v/%v", p, &s1, &d1, &s2, &d2)
+		}
+	}
+	if got := totalLookups() - before; got != uint64(4*len(pairs)) {
+		t.Errorf("counted %d lookups, want %d", got, 4*len(pairs))
+	}
+}

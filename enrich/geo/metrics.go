@@ -19,10 +19,12 @@ type lookupShard struct {
 
 var lookupShards [16]lookupShard
 
-func countLookup(a netip.Addr) {
+func countLookup(a netip.Addr) { countLookups(a, 1) }
+
+func countLookups(a netip.Addr, n uint64) {
 	b := a.As16() // the last bytes vary most between endpoints
 	h := uint32(b[15]) | uint32(b[14])<<8 | uint32(b[13])<<16
-	lookupShards[(h*0x9e3779b1)>>28].n.Add(1)
+	lookupShards[(h*0x9e3779b1)>>28].n.Add(n)
 }
 
 func totalLookups() uint64 {

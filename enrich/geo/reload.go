@@ -72,6 +72,11 @@ func (r *Reloader) DB() *DB { return r.cur.Load() }
 // Lookup is DB().Lookup.
 func (r *Reloader) Lookup(addr netip.Addr, out *flowpb.Geo) { r.cur.Load().Lookup(addr, out) }
 
+// LookupPair is DB().LookupPair: both endpoints see the same DB.
+func (r *Reloader) LookupPair(src, dst netip.Addr, srcOut, dstOut *flowpb.Geo) {
+	r.cur.Load().LookupPair(src, dst, srcOut, dstOut)
+}
+
 // Check polls the files once and reloads if any changed. It reports whether
 // a new DB was swapped in; a load error is logged, counted and returned.
 func (r *Reloader) Check() (bool, error) {

@@ -309,27 +309,35 @@ func (t *table4) find(ip uint32) uint32 {
 	return uint32(e[lo])
 }
 
-// entry6 is an IPv6 range start with its record id.
+// entry6 is an IPv6 range start with its record id, 16 bytes so that four
+// share a cache line. Starts whose low 64 bits are not zero (boundaries
+// finer than /64: 166 of 211,286 in the real data) keep them in a side table.
 type entry6 struct {
-	hi, lo uint64
-	rec    uint32
+	hi    uint64
+	rec   uint32
+	loRef uint32 // 0: low 64 bits are zero; else index into table6.los
 }
 
 // table6 is the IPv6 counterpart of table4; the index works on the upper 64
 // bits (range boundaries below /64 are rare and are handled by the search).
 type table6 struct {
 	entries []entry6
+	los     []uint64 // los[0] is unused
 	index   trieIndex
 }
 
 func newTable6(starts []u128, recs []uint32) table6 {
-	t := table6{entries: make([]entry6, len(starts))}
+	t := table6{entries: make([]entry6, len(starts)), los: []uint64{0}}
 	for i, s := range starts {
-		t.entries[i] = entry6{s.hi, s.lo, recs[i]}
+		t.entries[i] = entry6{hi: s.hi, rec: recs[i]}
+		if s.lo != 0 {
+			t.entries[i].loRef = uint32(len(t.los))
+			t.los = append(t.los, s.lo)
+		}
 	}
 	t.index = buildTrie(64, v6RootBits, len(starts), func(i int, k uint64) bool {
 		e := &t.entries[i] // (hi, lo) <= (k, 0)
-		return e.hi < k || (e.hi == k && e.lo == 0)
+		return e.hi < k || (e.hi == k && e.loRef == 0)
 	})
 	return t
 }
@@ -340,7 +348,7 @@ func (t *table6) find(hi, lo uint64) uint32 {
 	for l < h {
 		mid := (l + h + 1) >> 1
 		s := &e[mid]
-		if s.hi < hi || (s.hi == hi && s.lo <= lo) {
+		if s.hi < hi || (s.hi == hi && t.los[s.loRef] <= lo) {
 			l = mid
 		} else {
 			h = mid - 1
