@@ -135,9 +135,12 @@ start() {
 		fetch
 		write_props
 		format
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			die "port $port is taken by another process; set KAFKA_PORT"
-		fi
+		local p
+		for p in "$port" "$cport"; do
+			if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+				die "port $p is taken by another process (broker uses KAFKA_PORT=$port, controller KAFKA_PORT+1); set KAFKA_PORT"
+			fi
+		done
 		say "starting Kafka $ver on 127.0.0.1:$port (logs: $logs)"
 		: >"$out"
 		# setsid: the broker must outlive the shell (and test harness) that started it.
@@ -153,7 +156,10 @@ start() {
 	while ((SECONDS < deadline)); do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			tail -n 40 "$out" >&2
-			die "broker exited during start-up (full log: $out)"
+			local cause
+			cause="$(grep -E '^Caused by:|ERROR' "$out" | tail -n 1 || true)"
+			rm -f "$pidfile"
+			die "broker exited during start-up: ${cause:-see log} (full log: $out)"
 		fi
 		if ready; then say "ready on 127.0.0.1:$port"; return 0; fi
 		sleep 1
