@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,9 +130,14 @@ func (w *Worker) Enrich(rec *flowpb.FlowRecord) {
 	en.Matches = en.Matches[:0]
 	en.EnrichedNs = w.e.now().UnixNano()
 	src, dst := schema.Addr(rec.SrcAddr), schema.Addr(rec.DstAddr)
-	if g := w.e.geo; g != nil {
-		en.SrcGeo = lookupInto(g, src, en.SrcGeo)
-		en.DstGeo = lookupInto(g, dst, en.DstGeo)
+	if g := w.e.geo; g != nil && src.IsValid() && dst.IsValid() {
+		if en.SrcGeo == nil {
+			en.SrcGeo = &flowpb.Geo{}
+		}
+		if en.DstGeo == nil {
+			en.DstGeo = &flowpb.Geo{}
+		}
+		g.LookupPair(src, dst, en.SrcGeo, en.DstGeo)
 	}
 	if inv := w.e.inv; inv != nil {
 		if en.Device == nil {
@@ -154,15 +158,4 @@ func (w *Worker) Enrich(rec *flowpb.FlowRecord) {
 		}
 	}
 	mRecords.Inc()
-}
-
-func lookupInto(g *geo.Reloader, a netip.Addr, out *flowpb.Geo) *flowpb.Geo {
-	if !a.IsValid() {
-		return nil
-	}
-	if out == nil {
-		out = &flowpb.Geo{}
-	}
-	g.Lookup(a, out)
-	return out
 }
