@@ -27,15 +27,16 @@ const (
 	flowCounterCNT_ERR_BAD_IHL       flowCounter = 8
 	flowCounterCNT_ERR_BAD_LEN       flowCounter = 9
 	flowCounterCNT_ERR_L4TRUNC       flowCounter = 10
-	flowCounterCNT_EXT_HDR_LIMIT     flowCounter = 11
-	flowCounterCNT_FRAGMENTS         flowCounter = 12
-	flowCounterCNT_FLOWS_CREATED     flowCounter = 13
-	flowCounterCNT_INSERT_FAIL       flowCounter = 14
-	flowCounterCNT_RINGBUF_FULL      flowCounter = 15
-	flowCounterCNT_SNIPPETS          flowCounter = 16
-	flowCounterCNT_END_EVENTS        flowCounter = 17
-	flowCounterCNT_SNIPPET_LOAD_FAIL flowCounter = 18
-	flowCounterCNT_MAX               flowCounter = 19
+	flowCounterCNT_ERR_BAD_L4        flowCounter = 11
+	flowCounterCNT_EXT_HDR_LIMIT     flowCounter = 12
+	flowCounterCNT_FRAGMENTS         flowCounter = 13
+	flowCounterCNT_FLOWS_CREATED     flowCounter = 14
+	flowCounterCNT_INSERT_FAIL       flowCounter = 15
+	flowCounterCNT_RINGBUF_FULL      flowCounter = 16
+	flowCounterCNT_SNIPPETS          flowCounter = 17
+	flowCounterCNT_END_EVENTS        flowCounter = 18
+	flowCounterCNT_SNIPPET_LOAD_FAIL flowCounter = 19
+	flowCounterCNT_MAX               flowCounter = 20
 )
 
 type flowEvent struct {

@@ -29,7 +29,7 @@
 
 #define MAX_SNIPPET 4096 /* hard cap on snippet_bytes, checked by the loader */
 #define MAX_EXT_HDRS 8   /* IPv6 extension headers walked before giving up */
-#define MAX_L4_OFF 2048  /* transport header must start within this offset */
+#define MAX_L4_OFF 0x7fff /* bound on header offsets, for the verifier */
 #define SLOT_ARRAY 1024  /* if_slots is indexed by ifindex % SLOT_ARRAY */
 #define MIN_FRAME 60     /* minimum Ethernet frame without FCS */
 #define PULL_LEN 256     /* bytes made linear when headers are not */
@@ -38,6 +38,7 @@
 #define ETH_P_IPV6 0x86DD
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88A8
+#define ETH_P_QINQ2 0x9100
 
 #define IPPROTO_HOPOPTS 0
 #define IPPROTO_ICMP 1
@@ -48,6 +49,7 @@
 #define IPPROTO_AH 51
 #define IPPROTO_ICMPV6 58
 #define IPPROTO_DSTOPTS 60
+#define IPPROTO_SCTP 132
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -100,8 +102,9 @@ enum counter {
 	CNT_ERR_BAD_VERSION,   /* IP version does not match the ethertype */
 	CNT_ERR_BAD_IHL,       /* IPv4 IHL < 5 */
 	CNT_ERR_BAD_LEN,       /* IP length shorter than its own headers */
-	CNT_ERR_L4_TRUNC,      /* transport header truncated or bad data offset */
-	CNT_EXT_HDR_LIMIT,     /* IPv6 chain longer than MAX_EXT_HDRS: L3-only flow */
+	CNT_ERR_L4_TRUNC,      /* transport header cut short of the IP length */
+	CNT_ERR_BAD_L4,        /* transport header beyond the IP length, TCP offset < 5 */
+	CNT_EXT_HDR_LIMIT,     /* IPv6 chain longer than MAX_EXT_HDRS */
 	CNT_FRAGMENTS,         /* IPv4/IPv6 fragments counted */
 	CNT_FLOWS_CREATED,     /* new flow entries */
 	CNT_INSERT_FAIL,       /* flow entry could not be created: packet lost */
@@ -191,10 +194,19 @@ static __always_inline __u64 slot_bit(__u32 ifindex)
 	return 1ULL << ((s->slot - 1) & 63);
 }
 
+/* Extension headers walked: hop-by-hop, routing, destination options,
+ * mobility, HIP, shim6 (all "next header, length in 8-octet units"), plus
+ * fragment and AH. */
 static __always_inline int is_ext_hdr(__u8 nh)
 {
 	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS ||
-	       nh == IPPROTO_FRAGMENT || nh == IPPROTO_AH;
+	       nh == IPPROTO_FRAGMENT || nh == IPPROTO_AH || nh == 135 || nh == 139 || nh == 140;
+}
+
+static __always_inline int is_vlan(__u16 proto)
+{
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD) ||
+	       proto == bpf_htons(ETH_P_QINQ2);
 }
 
 #define WALK_OFF_MASK 0xffff
@@ -236,11 +248,8 @@ __attribute__((noinline)) int ipv6_ext_walk(struct __sk_buff *skb, __u32 l4off, 
 			l4off += ((__u32)h[1] + 1) * 8;
 		nh = h[0];
 	}
-	if (is_ext_hdr(nh)) {
-		/* still an extension header after MAX_EXT_HDRS: L3-only flow of it */
-		count(CNT_EXT_HDR_LIMIT);
-		flags |= WALK_NONFIRST;
-	}
+	if (is_ext_hdr(nh))
+		return -CNT_EXT_HDR_LIMIT; /* still one after MAX_EXT_HDRS */
 	return l4off | (nh << 16) | flags;
 }
 
@@ -273,7 +282,9 @@ static __always_inline __u64 l3_bytes(__u32 declared, __u32 frame_l3, __u32 skb_
 
 /*
  * parse fills p from the packet. Returns 0 on success or the counter index of
- * the reason the packet was rejected.
+ * the reason the packet was rejected. The decisions mirror the pcap decoder
+ * (collector/decode) so that both paths count the same packets the same way;
+ * TestCrossCheckDecoder* and FuzzProgIngress compare them.
  */
 static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 {
@@ -289,22 +300,20 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+		if (!is_vlan(proto))
 			break;
 		if (data + off + 4 > end)
 			return CNT_ERR_L2_TRUNC;
 		proto = *(__u16 *)(data + off + 2);
 		off += 4;
 	}
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+	if (is_vlan(proto))
 		return CNT_ERR_VLAN_DEPTH;
 
 	__u32 frame_l3 = skb_len > off ? skb_len - off : 0;
-	__u32 l4off;  /* transport header offset */
-	__u32 l3end;  /* end of the L3 packet per the counted length */
-	__u8 nh;      /* transport protocol */
+	__u32 l4off; /* transport header offset */
+	__u8 nh;     /* transport protocol */
 	int nonfirst = 0;
-	int super = 0;
 
 	if (proto == bpf_htons(ETH_P_IP)) {
 		__u8 *ip = data + off;
@@ -318,10 +327,9 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		if ((void *)(ip + ihl) > end)
 			return CNT_ERR_L3_TRUNC;
 		__u32 tot = bpf_ntohs(*(__u16 *)(ip + 2));
-		p->bytes = l3_bytes(tot, frame_l3, skb_len);
-		super = p->bytes != tot;
-		if (!super && tot < ihl)
+		if (tot != 0 && tot < ihl)
 			return CNT_ERR_BAD_LEN;
+		p->bytes = l3_bytes(tot, frame_l3, skb_len);
 		__u16 fo = bpf_ntohs(*(__u16 *)(ip + 6));
 		p->frag = (fo & 0x3fff) != 0; /* MF or offset */
 		nonfirst = (fo & 0x1fff) != 0;
@@ -337,10 +345,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		if ((ip6[0] >> 4) != 6)
 			return CNT_ERR_BAD_VERSION;
 		__u32 plen = bpf_ntohs(*(__u16 *)(ip6 + 4));
-		__u32 declared = 40 + plen;
 		/* payload length 0: jumbogram / BIG TCP, use the frame length */
-		p->bytes = l3_bytes(plen == 0 ? 0 : declared, frame_l3, skb_len);
-		super = p->bytes != declared;
+		p->bytes = l3_bytes(plen == 0 ? 0 : 40 + plen, frame_l3, skb_len);
 		__builtin_memcpy(p->key.src, ip6 + 8, 16);
 		__builtin_memcpy(p->key.dst, ip6 + 24, 16);
 		p->key.ipver = 6;
@@ -362,53 +368,68 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	}
 
 	p->key.proto = nh;
-	l3end = off + (p->bytes < frame_l3 ? (__u32)p->bytes : frame_l3);
-	if (l4off > l3end)
-		return super ? CNT_ERR_L3_TRUNC : CNT_ERR_BAD_LEN;
-	if (nonfirst) {
-		p->payload_off = l3end;
-		p->payload_len = 0;
-		return 0;
+	/* l3end: end of the L3 packet per the counted length; capend: of the
+	 * bytes actually present (link padding stripped) */
+	__u32 l3end = off + (__u32)p->bytes;
+	__u32 capend = l3end < skb_len ? l3end : skb_len;
+	p->payload_off = l3end;
+	p->payload_len = 0;
+	if (nonfirst)
+		return 0; /* L3-only flow, ports 0 */
+
+	__u32 need, hlen;
+	switch (nh) {
+	case IPPROTO_TCP:
+		need = 14; /* ports, seq, data offset, flags */
+		break;
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		need = 4;
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		need = 2;
+		break;
+	default:
+		return 0; /* other protocols: L3-only flow, no payload */
+	}
+	if (l4off + need > capend) {
+		if (l4off + need <= l3end)
+			return CNT_ERR_L4_TRUNC; /* IP length beyond the frame */
+		if (p->frag)
+			return 0; /* tiny first fragment: L3-only flow like the rest */
+		return CNT_ERR_BAD_L4;
 	}
 	if (l4off > MAX_L4_OFF)
 		return CNT_ERR_L3_TRUNC;
 
-	__u32 hlen;
-	__u8 *l4 = data + l4off;
+	__u8 t[14];
+	if (data + l4off + sizeof(t) <= end)
+		__builtin_memcpy(t, data + l4off, sizeof(t));
+	else if (bpf_skb_load_bytes(skb, l4off, t, need) < 0)
+		return CNT_ERR_L4_TRUNC;
+
 	if (nh == IPPROTO_TCP) {
-		if ((void *)(l4 + 20) > end)
-			return CNT_ERR_L4_TRUNC;
-		p->key.sport = bpf_ntohs(*(__u16 *)(l4));
-		p->key.dport = bpf_ntohs(*(__u16 *)(l4 + 2));
-		p->seq = bpf_ntohl(*(__u32 *)(l4 + 4));
-		p->tcp_flags = l4[13];
-		hlen = (l4[12] >> 4) * 4;
+		p->key.sport = (__u16)t[0] << 8 | t[1];
+		p->key.dport = (__u16)t[2] << 8 | t[3];
+		p->seq = (__u32)t[4] << 24 | (__u32)t[5] << 16 | (__u32)t[6] << 8 | t[7];
+		hlen = (t[12] >> 4) * 4;
 		if (hlen < 20)
-			return CNT_ERR_L4_TRUNC;
-	} else if (nh == IPPROTO_UDP) {
-		if ((void *)(l4 + 8) > end)
-			return CNT_ERR_L4_TRUNC;
-		p->key.sport = bpf_ntohs(*(__u16 *)(l4));
-		p->key.dport = bpf_ntohs(*(__u16 *)(l4 + 2));
-		hlen = 8;
-	} else if ((nh == IPPROTO_ICMP && p->key.ipver == 4) ||
-		   (nh == IPPROTO_ICMPV6 && p->key.ipver == 6)) {
-		if ((void *)(l4 + 8) > end)
-			return CNT_ERR_L4_TRUNC;
-		p->key.sport = l4[0];
-		p->key.dport = l4[1];
+			return CNT_ERR_BAD_L4;
+		p->tcp_flags = t[13];
+	} else if (nh == IPPROTO_ICMP || nh == IPPROTO_ICMPV6) {
+		p->key.sport = t[0]; /* type */
+		p->key.dport = t[1]; /* code */
 		hlen = 8;
 	} else {
-		p->payload_off = l3end;
-		p->payload_len = 0;
-		return 0;
+		p->key.sport = (__u16)t[0] << 8 | t[1];
+		p->key.dport = (__u16)t[2] << 8 | t[3];
+		hlen = nh == IPPROTO_SCTP ? 12 : 8;
 	}
-	if (l4off + hlen > l3end)
-		return CNT_ERR_L4_TRUNC;
-	p->payload_off = l4off + hlen;
-	/* payload per the counted length (may exceed the frame only when the
-	 * declared IP length is larger than the frame) */
-	p->payload_len = off + (__u32)p->bytes - p->payload_off;
+	if (l4off + hlen < l3end) {
+		p->payload_off = l4off + hlen;
+		p->payload_len = l3end - p->payload_off;
+	}
 	return 0;
 }
 
