@@ -2,56 +2,17 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 	"github.com/exfilwatch/exfilwatch/transport"
 )
 
-// IO names where a stage reads and writes: a JSON-lines file ("-" for the
-// standard streams) or, when empty, the stage's Kafka topic.
-type IO struct {
-	In, Out, DeadLetter string
-}
-
-// OpenReader returns the stage's input: the file in io.In, else a Kafka
-// consumer in the stage's group on topic.
-func OpenReader(cfg *Config, in, topic, stage string, log *slog.Logger) (transport.Reader, error) {
-	if in != "" {
-		r, err := transport.OpenJSONLReader(in, cfg.Kafka.BatchSize)
-		if err != nil {
-			return nil, fmt.Errorf("--in: %w", err)
-		}
-		return r, nil
-	}
-	if len(cfg.Kafka.Brokers) == 0 {
-		return nil, fmt.Errorf("kafka.brokers: no broker configured (or use --in FILE|-)")
-	}
-	return transport.NewKafkaReader(cfg.Kafka, topic, cfg.Kafka.GroupID(stage), log), nil
-}
-
-// OpenWriter returns the stage's output: the file in out, else a Kafka
-// producer on topic.
-func OpenWriter(cfg *Config, out, topic string, log *slog.Logger) (transport.Writer, error) {
-	if out != "" {
-		w, err := transport.CreateJSONLWriter(out)
-		if err != nil {
-			return nil, fmt.Errorf("--out: %w", err)
-		}
-		return w, nil
-	}
-	if len(cfg.Kafka.Brokers) == 0 {
-		return nil, fmt.Errorf("kafka.brokers: no broker configured (or use --out FILE|-)")
-	}
-	return transport.NewKafkaWriter(cfg.Kafka, topic, log), nil
-}
-
 // OpenDeadLetter returns where undecodable records go: the file named, else
 // the Kafka dead-letter topic when Kafka is in use, else the log.
 func OpenDeadLetter(cfg *Config, path string, useKafka bool, log *slog.Logger) (transport.Writer, error) {
 	if path != "" {
-		return OpenWriter(cfg, path, "", log)
+		return transport.OpenWriter(cfg.Kafka, path, "", log)
 	}
 	if useKafka && len(cfg.Kafka.Brokers) > 0 {
 		return transport.NewKafkaWriter(cfg.Kafka, cfg.Kafka.Topics.DeadLetter, log), nil

@@ -31,8 +31,12 @@ type stageEnv struct {
 	cfg   *pipeline.Config
 	log   *slog.Logger
 	ready *obs.Ready
-	io    pipeline.IO
+	io    stageIO
 }
+
+// stageIO names where a stage reads and writes: a JSON-lines file ("-" for
+// the standard streams) or, when empty, the stage's Kafka topic.
+type stageIO struct{ In, Out, DeadLetter string }
 
 // setup binds the config sections to fs, parses args, loads and validates
 // the configuration, builds the logger and starts the metrics endpoint.
@@ -94,7 +98,7 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := env.ensureTopics(ctx); err != nil {
 		return err
 	}
-	out, err := pipeline.OpenWriter(env.cfg, env.io.Out, env.cfg.Kafka.Topics.Raw, env.log)
+	out, err := transport.OpenWriter(env.cfg.Kafka, env.io.Out, env.cfg.Kafka.Topics.Raw, env.log)
 	if err != nil {
 		return usageError{err}
 	}
@@ -135,12 +139,12 @@ func (e *stageEnv) runStage(ctx context.Context, inTopic, outTopic, name string,
 	if err := e.ensureTopics(ctx); err != nil {
 		return err
 	}
-	in, err := pipeline.OpenReader(e.cfg, e.io.In, inTopic, name, e.log)
+	in, err := transport.OpenReader(e.cfg.Kafka, e.io.In, inTopic, name, e.log)
 	if err != nil {
 		return usageError{err}
 	}
 	defer in.Close()
-	out, err := pipeline.OpenWriter(e.cfg, e.io.Out, outTopic, e.log)
+	out, err := transport.OpenWriter(e.cfg.Kafka, e.io.Out, outTopic, e.log)
 	if err != nil {
 		return usageError{err}
 	}
@@ -193,7 +197,7 @@ func runSink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer dlq.Close()
-	alerts, err := pipeline.OpenReader(env.cfg, *alertsIn, env.cfg.Kafka.Topics.Alerts, "sink-alerts", env.log)
+	alerts, err := transport.OpenReader(env.cfg.Kafka, *alertsIn, env.cfg.Kafka.Topics.Alerts, "sink-alerts", env.log)
 	if err != nil {
 		return usageError{err}
 	}
@@ -206,7 +210,7 @@ func runSink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}()
 	n := 1
 	if ch != nil && !*noFlows {
-		flows, err := pipeline.OpenReader(env.cfg, *flowsIn, env.cfg.Kafka.Topics.Enriched, "sink-flows", env.log)
+		flows, err := transport.OpenReader(env.cfg.Kafka, *flowsIn, env.cfg.Kafka.Topics.Enriched, "sink-flows", env.log)
 		if err != nil {
 			return usageError{err}
 		}
