@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,7 +35,7 @@ var (
 type Enricher struct {
 	geo   *geo.Reloader // nil without databases
 	inv   *inventory.Inventory
-	index atomic.Pointer[ident.Index]
+	index ident.Live // swapped when the inventory is reloaded
 	icfg  ident.Config
 	log   *slog.Logger
 	now   func() time.Time
@@ -111,7 +110,6 @@ func (e *Enricher) Index() *ident.Index { return e.index.Load() }
 // Worker enriches records on one goroutine, reusing its scratch state.
 type Worker struct {
 	e       *Enricher
-	idx     *ident.Index
 	scanner *ident.Scanner
 }
 
@@ -149,10 +147,7 @@ func (w *Worker) Enrich(rec *flowpb.FlowRecord) {
 		}
 	}
 	en.Cleartext = len(rec.Snippets) > 0 && rec.Tls == nil
-	if idx := w.e.index.Load(); idx != nil {
-		if idx != w.idx {
-			w.idx, w.scanner = idx, idx.NewScanner()
-		}
+	if w.scanner = w.e.index.Scanner(w.scanner); w.scanner != nil {
 		if n := w.scanner.ScanRecord(rec); n > 0 {
 			mMatches.Add(float64(n))
 		}
