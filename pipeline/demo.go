@@ -44,6 +44,7 @@ type DemoOptions struct {
 	Devices    int      // simulated devices (when Pcap is empty)
 	Seed       uint64   // simulation seed
 	BenignOnly bool     // simulate benign traffic only (every alert is then a false positive)
+	Background int      // benign flows per device after learning (0: the simulator's default)
 	Pcap       string   // replay this capture instead of simulating
 	Truth      string   // ground truth for Pcap (optional)
 	Ifaces     []string // capture live with eBPF instead of replaying
@@ -81,6 +82,9 @@ func Demo(ctx context.Context, cfg *Config, o DemoOptions, out, progress io.Writ
 	if pcap == "" && len(o.Ifaces) == 0 {
 		opts := sim.DefaultOptions()
 		opts.Devices, opts.Seed, opts.BenignOnly = o.Devices, o.Seed, o.BenignOnly
+		if o.Background > 0 {
+			opts.Background = o.Background
+		}
 		fmt.Fprintf(progress, "simulating a lab of %d phones ...\n", opts.Devices)
 		files, err := sim.Generate(opts).WriteDir(o.Dir)
 		if err != nil {

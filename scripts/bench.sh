@@ -28,4 +28,4 @@ run clickhouse ./sink/clickhouse/ 'InsertFlows|FlowColumnsAdd' -benchtime 5x
 
 echo "== whole pipeline (simulated lab -> real Kafka -> enrich -> detect -> real ClickHouse)"
 go build -o bin/exfilwatch ./cmd/exfilwatch
-./bin/exfilwatch demo --devices "${BENCH_DEVICES:-400}" --kafka 127.0.0.1:9092 --clickhouse 127.0.0.1:9000 --dir var/bench/demo 2>&1 | tee var/bench/pipeline.txt | grep -E 'frames|drained'
+./bin/exfilwatch demo --devices "${BENCH_DEVICES:-500}" --background "${BENCH_BACKGROUND:-100}" --kafka 127.0.0.1:9092 --clickhouse 127.0.0.1:9000 --dir var/bench/demo 2>&1 | tee var/bench/pipeline.txt | grep -E 'frames|drained'

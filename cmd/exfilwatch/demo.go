@@ -22,6 +22,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&o.Dir, "dir", "var/demo", "directory for the simulated lab and the output files")
 	fs.IntVar(&o.Devices, "devices", o.Devices, "simulated lab devices (>= 8 for every scenario)")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "simulation seed")
+	fs.IntVar(&o.Background, "background", 0, "benign flows per simulated device after the learning period (0: simulator default, 20)")
 	fs.BoolVar(&o.BenignOnly, "benign-only", false, "simulate benign traffic only: any alert is a false positive")
 	fs.StringVar(&o.Pcap, "pcap", "", "replay this capture instead of simulating (with --inventory.path and --geoip.databases)")
 	fs.StringVar(&o.Truth, "truth", "", "ground truth (JSON lines) for --pcap, to print precision and recall")
