@@ -45,7 +45,8 @@ type Config struct {
 	StartFromOldest   bool          `yaml:"start_from_oldest" help:"a new consumer group starts at the oldest record (else the newest)"`
 	RetryBackoffMin   time.Duration `yaml:"retry_backoff_min" help:"first delay when retrying a failed write, commit or sink batch"`
 	RetryBackoffMax   time.Duration `yaml:"retry_backoff_max" help:"cap of the exponential retry delay"`
-	DrainTimeout      time.Duration `yaml:"drain_timeout" help:"on shutdown, how long to finish, write and commit the in-flight batch"`
+	PipelineDepth     int           `yaml:"pipeline_depth" help:"batches a stage holds between fetch and commit; 2 overlaps writing one batch with processing the next, 1 is sequential"`
+	DrainTimeout      time.Duration `yaml:"drain_timeout" help:"on shutdown, how long to finish, write and commit the in-flight batches"`
 	DialTimeout       time.Duration `yaml:"dial_timeout" help:"TCP connect timeout to brokers"`
 }
 
@@ -79,6 +80,7 @@ func DefaultConfig() Config {
 		StartFromOldest:   true,
 		RetryBackoffMin:   100 * time.Millisecond,
 		RetryBackoffMax:   10 * time.Second,
+		PipelineDepth:     2,
 		DrainTimeout:      30 * time.Second,
 		DialTimeout:       5 * time.Second,
 	}
@@ -149,6 +151,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryBackoffMin <= 0 || c.RetryBackoffMax < c.RetryBackoffMin {
 		bad("retry_backoff_max", "need 0 < retry_backoff_min (%s) <= retry_backoff_max (%s)", c.RetryBackoffMin, c.RetryBackoffMax)
+	}
+	if c.PipelineDepth < 1 || c.PipelineDepth > 16 {
+		bad("pipeline_depth", "must be between 1 and 16, got %d", c.PipelineDepth)
 	}
 	if c.DrainTimeout <= 0 {
 		bad("drain_timeout", "must be > 0")

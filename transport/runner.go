@@ -75,8 +75,23 @@ func newMessage[T proto.Message]() T {
 // span locates one encoded output inside the runner's arena.
 type span struct{ key, val, end int }
 
+// slot is the state of one batch between its fetch and its commit that must
+// outlive the reader's buffers (a Reader reuses them on the next Fetch, which
+// the pipeline issues before this batch is committed): the encoded dead
+// letters and the positions to commit. Slots are recycled, so their buffers
+// stop growing once they fit the largest batch.
+type slot struct {
+	id      int // index of the caller's per-slot buffers (outputs, decoded inputs)
+	dlBuf   []byte
+	dlSp    []span
+	dlOut   []Message
+	offsets []Message // Topic, Partition and Offset of every fetched record
+	started time.Time
+}
+
 // core is the part of the runner shared by Run and RunSink: fetching,
-// dead-lettering, committing, draining and metrics.
+// dead-lettering, the fetch/write pipeline, committing, draining and
+// metrics.
 type core struct {
 	cfg   Config
 	name  string
@@ -88,9 +103,6 @@ type core struct {
 	stop  func()
 	dlFmt Format
 	dl    flowpb.DeadLetter
-	dlBuf []byte
-	dlSp  []span
-	dlOut []Message
 	lagAt time.Time
 
 	in, out, bytesIn, bytesOut prometheus.Counter
@@ -116,14 +128,18 @@ func newCore(ctx context.Context, cfg Config, name string, src Reader, dlq Write
 	if dlq != nil {
 		c.dlFmt = formatOf(dlq)
 	}
-	// Work on a fetched batch goes on after ctx is cancelled, for at most
-	// DrainTimeout, so that the in-flight batch is written and committed.
+	// Work on fetched batches goes on after ctx is cancelled, for at most
+	// DrainTimeout, so that the in-flight batches are written and committed.
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(cfg.DrainTimeout, cancel) })
 	c.wctx = wctx
 	c.stop = func() { stopAfter(); cancel() }
 	return c
 }
+
+// depth is the number of batches the pipeline holds between fetch and
+// commit; 1 is the strictly sequential loop.
+func (c *core) depth() int { return max(c.cfg.PipelineDepth, 1) }
 
 // fetch returns the next batch, or done=true on a clean end (ctx cancelled or
 // finite input exhausted).
@@ -146,9 +162,10 @@ func (c *core) fetch(ctx context.Context) (batch []Message, done bool, err error
 	return batch, false, nil
 }
 
-// deadLetter queues m for the dead-letter writer, or returns an error naming
-// its position when there is none (e.g. a JSON-lines run without --dlq).
-func (c *core) deadLetter(m *Message, class, reason string) error {
+// deadLetter queues m in s for the dead-letter writer, or returns an error
+// naming its position when there is none (e.g. a JSON-lines run without
+// --dlq). The dead letter is encoded at once: m's bytes belong to the reader.
+func (c *core) deadLetter(s *slot, m *Message, class, reason string) error {
 	metDeadLetters.WithLabelValues(c.name, class).Inc()
 	if c.dlq == nil {
 		if m.Format == FormatJSON {
@@ -162,14 +179,15 @@ func (c *core) deadLetter(m *Message, class, reason string) error {
 		SourceTopic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset,
 		Key: m.Key, Payload: m.Value, TimeNs: time.Now().UnixNano(),
 	}
-	start := len(c.dlBuf)
-	c.dlBuf = append(c.dlBuf, m.Key...)
-	key := len(c.dlBuf)
+	start := len(s.dlBuf)
+	s.dlBuf = append(s.dlBuf, m.Key...)
+	key := len(s.dlBuf)
 	var err error
-	if c.dlBuf, err = AppendEncoded(c.dlBuf, &c.dl, c.dlFmt); err != nil {
+	if s.dlBuf, err = AppendEncoded(s.dlBuf, &c.dl, c.dlFmt); err != nil {
+		s.dlBuf = s.dlBuf[:start]
 		return fmt.Errorf("%s: encode dead letter: %w", c.name, err)
 	}
-	c.dlSp = append(c.dlSp, span{start, key, len(c.dlBuf)})
+	s.dlSp = append(s.dlSp, span{start, key, len(s.dlBuf)})
 	return nil
 }
 
@@ -194,24 +212,23 @@ func (c *core) writeAll(op string, w Writer, msgs []Message) error {
 	}
 }
 
-// flushDLQ writes the queued dead letters.
-func (c *core) flushDLQ() error {
-	if len(c.dlSp) == 0 {
+// flushDLQ writes the dead letters queued in s.
+func (c *core) flushDLQ(s *slot) error {
+	if len(s.dlSp) == 0 {
 		return nil
 	}
-	c.dlOut = materialize(c.dlOut[:0], c.dlBuf, c.dlSp, c.dlFmt)
-	err := c.writeAll("dlq", c.dlq, c.dlOut)
-	c.dlBuf, c.dlSp = c.dlBuf[:0], c.dlSp[:0]
-	return err
+	s.dlOut = materialize(s.dlOut[:0], s.dlBuf, s.dlSp, c.dlFmt)
+	return c.writeAll("dlq", c.dlq, s.dlOut)
 }
 
-// commit commits batch after its outputs were acknowledged. A failed commit
-// only means re-delivery (duplicates), so it is logged, not fatal.
-func (c *core) commit(batch []Message, started time.Time) {
-	if err := c.src.Commit(c.wctx, batch); err != nil {
-		c.log.Warn("commit failed; the batch will be re-delivered", "records", len(batch), "err", err)
+// commit commits the batch of s after its outputs were acknowledged. A
+// failed commit only means re-delivery (duplicates), so it is logged, not
+// fatal.
+func (c *core) commit(s *slot) {
+	if err := c.src.Commit(c.wctx, s.offsets); err != nil {
+		c.log.Warn("commit failed; the batch will be re-delivered", "records", len(s.offsets), "err", err)
 	}
-	c.batchSec.Observe(time.Since(started).Seconds())
+	c.batchSec.Observe(time.Since(s.started).Seconds())
 	if l, ok := c.src.(interface{ Lag() int64 }); ok && time.Since(c.lagAt) > time.Second {
 		c.lagAt = time.Now()
 		c.lag.Set(float64(l.Lag()))
@@ -225,12 +242,96 @@ func materialize(dst []Message, arena []byte, spans []span, f Format) []Message 
 	return dst
 }
 
+// pipeline is the at-least-once loop shared by Run and RunSink, with the
+// broker round trips of one batch overlapped with the CPU work on the next.
+//
+// The calling goroutine fetches a batch and hands it to fill (decode,
+// process, encode into the slot's buffers, queue dead letters); a second
+// goroutine takes the filled slots in fetch order, writes their dead letters,
+// calls flush (write the outputs and wait for the acknowledgement) and then
+// commits the batch. At most cfg.PipelineDepth batches are between fetch and
+// commit, so commits stay strictly in order and each follows its own
+// batch's acknowledgement.
+//
+// Once a write fails, neither that batch nor any later one is committed:
+// fetching stops, batches already filled are dropped, and the error is
+// returned (their records are re-delivered after a restart). When fill fails
+// (a Fatal Process error, a fetch error, a dead letter without a dead-letter
+// writer), the batches filled before are still written and committed, as
+// the sequential loop would have done before fetching the failing one. On
+// ctx cancellation every filled batch is written and committed (within
+// DrainTimeout) before pipeline returns nil.
+func (c *core) pipeline(ctx context.Context, fill func(s *slot, batch []Message) error, flush func(s *slot) error) error {
+	depth := c.depth()
+	free := make(chan *slot, depth)
+	for i := 0; i < depth; i++ {
+		free <- &slot{id: i}
+	}
+	ready := make(chan *slot, depth) // never blocks: only depth slots exist
+	failed := make(chan struct{})
+	fctx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+
+	var werr error
+	wdone := make(chan struct{})
+	go func() {
+		defer close(wdone)
+		for s := range ready {
+			if werr == nil {
+				werr = c.flushDLQ(s)
+				if werr == nil {
+					werr = flush(s)
+				}
+				if werr == nil {
+					c.commit(s)
+				} else {
+					close(failed)
+					stopFetch()
+				}
+			}
+			free <- s
+		}
+	}()
+
+	var ferr error
+	for ferr == nil {
+		var s *slot
+		select {
+		case s = <-free:
+		case <-failed:
+		}
+		if s == nil {
+			break
+		}
+		batch, done, err := c.fetch(fctx)
+		if done || err != nil {
+			ferr = err
+			break
+		}
+		s.started = time.Now()
+		s.dlBuf, s.dlSp, s.offsets = s.dlBuf[:0], s.dlSp[:0], s.offsets[:0]
+		for i := range batch {
+			m := &batch[i]
+			s.offsets = append(s.offsets, Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Format: m.Format})
+		}
+		if ferr = fill(s, batch); ferr == nil {
+			ready <- s
+		}
+	}
+	close(ready)
+	<-wdone
+	return errors.Join(werr, ferr)
+}
+
 // Run runs a stage at least once per input record until ctx is cancelled or
 // a finite input ends: fetch a batch, decode each record (undecodable ones
 // and ones with a newer schema_version go to dlq), Process it, encode the
 // outputs, write them to dst and wait for the acknowledgement, and only then
-// commit the batch. On cancellation the in-flight batch is finished (within
-// cfg.DrainTimeout) before Run returns nil.
+// commit the batch. While one batch is being written and committed the next
+// is fetched and processed (cfg.PipelineDepth batches at most in flight);
+// Process itself is always called from one goroutine, one record at a time,
+// in input order. On cancellation the in-flight batches are finished
+// (within cfg.DrainTimeout) before Run returns nil.
 func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst, dlq Writer, st Stage[In, Out]) error {
 	in := newMessage[In]()
 	c := newCore(ctx, cfg, st.Name, src, dlq, st.Log, in)
@@ -240,40 +341,42 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 	if key == nil {
 		key = func(dst []byte, m Out) []byte { return DefaultKey(dst, m) }
 	}
+	// outputs holds one slot's encoded outputs: filled by the fetching
+	// goroutine, then handed (with the slot) to the writing one.
+	type outputs struct {
+		arena []byte
+		spans []span
+		msgs  []Message
+	}
+	bufs := make([]outputs, c.depth())
 	var (
-		arena  []byte
-		spans  []span
-		outs   []Message
+		cur    *outputs
 		encErr error
 	)
 	emit := func(o Out) {
-		start := len(arena)
-		arena = key(arena, o)
-		k := len(arena)
+		start := len(cur.arena)
+		cur.arena = key(cur.arena, o)
+		k := len(cur.arena)
 		var err error
-		if arena, err = AppendEncoded(arena, o, outFmt); err != nil {
+		if cur.arena, err = AppendEncoded(cur.arena, o, outFmt); err != nil {
 			encErr = err
-			arena = arena[:start]
+			cur.arena = cur.arena[:start]
 			return
 		}
-		spans = append(spans, span{start, k, len(arena)})
+		cur.spans = append(cur.spans, span{start, k, len(cur.arena)})
 	}
-	for {
-		batch, done, err := c.fetch(ctx)
-		if done || err != nil {
-			return err
-		}
-		started := time.Now()
-		arena, spans, outs = arena[:0], spans[:0], outs[:0]
+	fill := func(s *slot, batch []Message) error {
+		cur = &bufs[s.id]
+		cur.arena, cur.spans = cur.arena[:0], cur.spans[:0]
 		for i := range batch {
 			m := &batch[i]
 			if class, reason := c.dec.decode(m, in); class != "" {
-				if err := c.deadLetter(m, class, reason); err != nil {
+				if err := c.deadLetter(s, m, class, reason); err != nil {
 					return err
 				}
 				continue
 			}
-			nArena, nSpans := len(arena), len(spans)
+			nArena, nSpans := len(cur.arena), len(cur.spans)
 			encErr = nil
 			perr := st.Process(c.wctx, in, emit)
 			if perr == nil && encErr != nil {
@@ -283,78 +386,82 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 				if IsFatal(perr) {
 					return fmt.Errorf("%s: %w", st.Name, perr)
 				}
-				arena, spans = arena[:nArena], spans[:nSpans] // drop partial outputs
-				if err := c.deadLetter(m, "process", perr.Error()); err != nil {
+				cur.arena, cur.spans = cur.arena[:nArena], cur.spans[:nSpans] // drop partial outputs
+				if err := c.deadLetter(s, m, "process", perr.Error()); err != nil {
 					return err
 				}
 			}
 		}
-		if err := c.flushDLQ(); err != nil {
+		return nil
+	}
+	flush := func(s *slot) error {
+		b := &bufs[s.id]
+		if len(b.spans) == 0 {
+			return nil
+		}
+		b.msgs = materialize(b.msgs[:0], b.arena, b.spans, outFmt)
+		if err := c.writeAll("write", dst, b.msgs); err != nil {
 			return err
 		}
-		if len(spans) > 0 {
-			outs = materialize(outs, arena, spans, outFmt)
-			if err := c.writeAll("write", dst, outs); err != nil {
-				return err
-			}
-			c.out.Add(float64(len(outs)))
-			c.bytesOut.Add(float64(len(arena)))
-		}
-		c.commit(batch, started)
+		c.out.Add(float64(len(b.msgs)))
+		c.bytesOut.Add(float64(len(b.arena)))
+		return nil
 	}
+	return c.pipeline(ctx, fill, flush)
 }
 
 // RunSink is Run for a terminal stage: each batch of decoded records is
 // handed to sk.WriteBatch, and its offsets are committed once that returns
-// nil.
+// nil. WriteBatch is called from one goroutine, one batch at a time, in
+// input order, while the next batch is fetched and decoded.
 func RunSink[In proto.Message](ctx context.Context, cfg Config, src Reader, dlq Writer, sk Sink[In]) error {
-	sample := newMessage[In]()
-	c := newCore(ctx, cfg, sk.Name, src, dlq, sk.Log, sample)
+	c := newCore(ctx, cfg, sk.Name, src, dlq, sk.Log, newMessage[In]())
 	defer c.stop()
-	pool := []In{sample}
-	var ins []In
-	for {
-		batch, done, err := c.fetch(ctx)
-		if done || err != nil {
-			return err
-		}
-		started := time.Now()
-		ins = ins[:0]
+	// Each slot decodes into its own pool of messages, so a batch being
+	// written is never overwritten by the next one's decoding.
+	type decoded struct{ pool, ins []In }
+	bufs := make([]decoded, c.depth())
+	fill := func(s *slot, batch []Message) error {
+		d := &bufs[s.id]
+		d.ins = d.ins[:0]
 		for i := range batch {
 			m := &batch[i]
-			if len(ins) == len(pool) {
-				pool = append(pool, newMessage[In]())
+			if len(d.ins) == len(d.pool) {
+				d.pool = append(d.pool, newMessage[In]())
 			}
-			in := pool[len(ins)]
+			in := d.pool[len(d.ins)]
 			if class, reason := c.dec.decode(m, in); class != "" {
-				if err := c.deadLetter(m, class, reason); err != nil {
+				if err := c.deadLetter(s, m, class, reason); err != nil {
 					return err
 				}
 				continue
 			}
-			ins = append(ins, in)
+			d.ins = append(d.ins, in)
 		}
-		if err := c.flushDLQ(); err != nil {
-			return err
-		}
-		if len(ins) > 0 {
-			bo := newBackoff(cfg)
-			for attempt := 1; ; attempt++ {
-				err := sk.WriteBatch(c.wctx, ins)
-				if err == nil {
-					break
-				}
-				if IsFatal(err) || c.wctx.Err() != nil {
-					return fmt.Errorf("%s: write batch: %w", sk.Name, err)
-				}
-				c.log.Warn("sink write failed; retrying", "attempt", attempt, "records", len(ins), "err", err)
-				metRetries.WithLabelValues("sink").Inc()
-				if werr := bo.wait(c.wctx); werr != nil {
-					return fmt.Errorf("%s: write batch: gave up after %d attempts: %w", sk.Name, attempt, err)
-				}
-			}
-			c.out.Add(float64(len(ins)))
-		}
-		c.commit(batch, started)
+		return nil
 	}
+	flush := func(s *slot) error {
+		ins := bufs[s.id].ins
+		if len(ins) == 0 {
+			return nil
+		}
+		bo := newBackoff(cfg)
+		for attempt := 1; ; attempt++ {
+			err := sk.WriteBatch(c.wctx, ins)
+			if err == nil {
+				break
+			}
+			if IsFatal(err) || c.wctx.Err() != nil {
+				return fmt.Errorf("%s: write batch: %w", sk.Name, err)
+			}
+			c.log.Warn("sink write failed; retrying", "attempt", attempt, "records", len(ins), "err", err)
+			metRetries.WithLabelValues("sink").Inc()
+			if werr := bo.wait(c.wctx); werr != nil {
+				return fmt.Errorf("%s: write batch: gave up after %d attempts: %w", sk.Name, attempt, err)
+			}
+		}
+		c.out.Add(float64(len(ins)))
+		return nil
+	}
+	return c.pipeline(ctx, fill, flush)
 }
