@@ -519,3 +519,32 @@ func testVethGateway(t *testing.T, mode string) {
 		t.Errorf("clsact qdisc left behind: %s", out)
 	}
 }
+
+// TestVethLabSideOnly attaches only the phone-facing interface, the
+// deployment for NAT gateways (the lab side sees pre-NAT addresses): the
+// download direction enters through the unattached uplink and is counted at
+// the lab interface's egress, so both directions are counted exactly once.
+func TestVethLabSideOnly(t *testing.T) {
+	tp := newTopo(t)
+	p, err := Load(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := inNS(tp.gw, func() error { return p.Attach("gwp") }); err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range []string{"10.99.2.2", "fd00:99:2::2"} {
+		k, fwd, rev := udpExchange(t, tp, tp.phone, dst, []int{10, 300, 1200})
+		flows := p.dumpFlows(t)
+		for _, e := range []struct {
+			k flow.Key
+			c counts
+		}{{k, fwd}, {k.Reverse(), rev}} {
+			v := flows[e.k]
+			if v.Packets != e.c.packets || v.Bytes != e.c.bytes || v.IfMask != 1 {
+				t.Errorf("%s: packets=%d bytes=%d mask=%#b, want %d %d 0b1", fmtKey(e.k), v.Packets, v.Bytes, v.IfMask, e.c.packets, e.c.bytes)
+			}
+		}
+	}
+}
