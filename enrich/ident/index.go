@@ -33,8 +33,12 @@ type Index struct {
 	filter []uint64
 	fmask  uint64
 
-	// anchor has one bit per hashed 4-byte prefix of the window-eligible
-	// forms: a window start position is only hashed if its prefix is here.
+	// anchor has one bit per hashed 8-byte prefix of the window-eligible
+	// forms (every window form is at least minWindow = 8 bytes): a window
+	// start position is only considered if its prefix is here. Eight bytes
+	// rather than four because with thousands of devices every 4-hex-digit
+	// prefix occurs in some random MAC, Android ID or UUID, which made a
+	// 4-byte anchor pass nearly every offset of a hex token.
 	anchor []uint64
 	ashift uint
 	// anchorLen is the same keyed by (prefix, window length): the second
@@ -100,6 +104,11 @@ type Identifier struct {
 }
 
 // Builder accumulates identifiers into a new Index.
+type prefixLen struct {
+	p uint64
+	n int
+}
+
 type Builder struct {
 	idx    *Index
 	exp    *expander
@@ -107,8 +116,8 @@ type Builder struct {
 	norm   []byte
 
 	filterCount int
-	prefixes    map[uint32]struct{}
-	prefixLens  map[uint64]struct{}
+	prefixes    map[uint64]struct{}
+	prefixLens  map[prefixLen]struct{}
 }
 
 // NewBuilder starts an index keyed with cfg's secret seed.
@@ -125,7 +134,7 @@ func NewBuilder(cfg Config) (*Builder, error) {
 	idx.filter = make([]uint64, 1<<10)
 	idx.fmask = uint64(len(idx.filter))*64 - 1
 	return &Builder{idx: idx, exp: newExpander(), devIdx: map[string]int{},
-		prefixes: map[uint32]struct{}{}, prefixLens: map[uint64]struct{}{}}, nil
+		prefixes: map[uint64]struct{}{}, prefixLens: map[prefixLen]struct{}{}}, nil
 }
 
 // Add expands one identifier into all its forms and indexes their hashes.
@@ -170,8 +179,8 @@ func (b *Builder) Add(id Identifier) error {
 			b.idx.spaceForms = true
 		}
 		if c, ok := windowClass(f, cls, len(b.norm)); ok {
-			b.prefixes[le32(b.norm)] = struct{}{}
-			b.prefixLens[uint64(le32(b.norm))<<16|uint64(len(b.norm))] = struct{}{}
+			b.prefixes[le64(b.norm)] = struct{}{}
+			b.prefixLens[prefixLen{le64(b.norm), len(b.norm)}] = struct{}{}
 			b.addWindow(c, len(b.norm), h)
 		}
 	})
@@ -245,7 +254,7 @@ func (b *Builder) Build() *Index {
 	idx.anchorLen = make([]uint64, 1<<abits/64)
 	idx.alshift = 64 - abits
 	for p := range b.prefixLens {
-		i := idx.anchorLenBit(uint32(p>>16), int(p&0xffff))
+		i := idx.anchorLenBit(p.p, p.n)
 		idx.anchorLen[i>>6] |= 1 << (i & 63)
 	}
 	b.prefixes, b.prefixLens = nil, nil // prefixes are plaintext fragments: drop them
@@ -272,20 +281,21 @@ func (b *Builder) Build() *Index {
 	return idx
 }
 
-func (x *Index) anchorBit(p uint32) uint64 {
-	return (uint64(p) ^ x.seed) * 0x9E3779B97F4A7C15 >> x.ashift
+func (x *Index) anchorBit(p uint64) uint64 {
+	return (p ^ x.seed) * 0x9E3779B97F4A7C15 >> x.ashift
 }
 
-func (x *Index) inAnchor(p uint32) bool {
+func (x *Index) inAnchor(p uint64) bool {
 	i := x.anchorBit(p)
 	return x.anchor[i>>6]&(1<<(i&63)) != 0
 }
 
-func (x *Index) anchorLenBit(p uint32, n int) uint64 {
-	return (uint64(p)<<16 ^ uint64(n) ^ x.seed) * 0xC2B2AE3D27D4EB4F >> x.alshift
+func (x *Index) anchorLenBit(p uint64, n int) uint64 {
+	h := (p ^ x.seed) * 0xC2B2AE3D27D4EB4F
+	return (h ^ h>>29 ^ uint64(n)) * 0x9E3779B97F4A7C15 >> x.alshift
 }
 
-func (x *Index) inAnchorLen(p uint32, n int) bool {
+func (x *Index) inAnchorLen(p uint64, n int) bool {
 	i := x.anchorLenBit(p, n)
 	return x.anchorLen[i>>6]&(1<<(i&63)) != 0
 }

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/base64"
+	"encoding/binary"
 	"io"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
@@ -310,14 +311,14 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 	// For hex-class bytes OR 0x20 is exactly the case fold (digits and
 	// ':' '.' '-' already have that bit), so anchors are tested on the raw
 	// bytes and only surviving windows are copied and folded.
-	var fold uint32
+	var fold uint64
 	if c == clsHexSep {
-		fold = 0x20202020
+		fold = 0x2020202020202020
 	}
 	ws := x.wins[c]
 	last := len(run) - ws[0]
 	for off := 0; off <= last; off++ {
-		p := le32(run[off:]) | fold
+		p := le64(run[off:]) | fold
 		if !x.inAnchor(p) {
 			continue
 		}
@@ -368,9 +369,8 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 	}
 }
 
-func le32(b []byte) uint32 {
-	_ = b[3]
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+func le64(b []byte) uint64 {
+	return binary.LittleEndian.Uint64(b)
 }
 
 // probe hashes the candidate data[st:e] (normalised) and records its owners.
