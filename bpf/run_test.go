@@ -3,12 +3,20 @@ package bpf
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
+
 	"github.com/exfilwatch/exfilwatch/collector/flow"
+	"github.com/exfilwatch/exfilwatch/internal/testenv"
 )
 
 // decodeEventHdr hand-decodes struct event_hdr; check it against the layout
@@ -178,4 +186,60 @@ func BenchmarkPoll(b *testing.B) {
 		b.Fatalf("%d updates, want %d", s.updates, n*b.N)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N), "ns/entry")
+}
+
+// TestLoadWithoutCapabilities drops CAP_BPF, CAP_SYS_ADMIN and friends from
+// the effective set of one locked thread (capabilities are per thread in
+// Linux) and checks that Load explains what is missing.
+func TestLoadWithoutCapabilities(t *testing.T) {
+	testenv.Root(t)
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			errc <- err
+			return
+		}
+		for _, c := range []uint{unix.CAP_SYS_ADMIN, unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_NET_ADMIN} {
+			data[c/32].Effective &^= 1 << (c % 32)
+		}
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			errc <- err
+			return
+		}
+		p, err := Load(DefaultConfig())
+		if err == nil {
+			p.Close()
+			errc <- errors.New("Load succeeded without capabilities")
+			return
+		}
+		if !strings.Contains(err.Error(), "CAP_BPF") {
+			errc <- fmt.Errorf("Load error does not say what is missing: %v", err)
+			return
+		}
+		t.Log(err)
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A verifier rejection is reported with the tail of the verifier log.
+func TestLoadErrorVerifierLogTail(t *testing.T) {
+	testenv.Root(t)
+	_, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.SchedCLS,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Reg(asm.R0, asm.R5), asm.Return()}, // R5 is uninitialised
+	})
+	if err == nil {
+		t.Fatal("the verifier accepted a read of an uninitialised register")
+	}
+	msg := loadError(err).Error()
+	if !strings.Contains(msg, "verifier rejected") || !strings.Contains(msg, "R5 !read_ok") {
+		t.Fatalf("error lacks the verifier log tail: %s", msg)
+	}
 }
