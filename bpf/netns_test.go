@@ -342,6 +342,8 @@ func TestVethGateway(t *testing.T) {
 }
 
 func testVethGateway(t *testing.T, mode string) {
+	testenv.Tool(t, "bpftool") // lists clsact filters
+	testenv.Tool(t, "tc")
 	tp := newTopo(t)
 	cfg := DefaultConfig()
 	cfg.AttachMode = mode
