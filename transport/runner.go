@@ -300,7 +300,12 @@ func (c *core) pipeline(ctx context.Context, fill func(s *slot, batch []Message)
 		case s = <-free:
 		case <-failed:
 		}
-		if s == nil {
+		select {
+		case <-failed: // the slot may come back from the failed write
+			s = nil
+		default:
+		}
+		if s == nil || ctx.Err() != nil { // failed, or cancelled: fetch no more
 			break
 		}
 		batch, done, err := c.fetch(fctx)
