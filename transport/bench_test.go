@@ -248,9 +248,19 @@ func BenchmarkKafkaConsume(b *testing.B) {
 
 // BenchmarkKafkaStage: a pass-through stage under Run, consuming from one
 // topic and producing to another on the dev-stack broker (decode, encode,
-// acks=all write, commit). One op = one record.
+// acks=all write, commit), with the sequential loop (depth=1) and the
+// default two-batch pipeline. One op = one record.
 func BenchmarkKafkaStage(b *testing.B) {
-	cfg := benchKafkaConfig(b)
+	for _, depth := range []int{1, 2} {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			cfg := benchKafkaConfig(b)
+			cfg.PipelineDepth = depth
+			benchKafkaStage(b, cfg)
+		})
+	}
+}
+
+func benchKafkaStage(b *testing.B, cfg Config) {
 	in, out := uniqueTopic(b, "in"), uniqueTopic(b, "out")
 	if err := EnsureTopics(context.Background(), cfg, in, out); err != nil {
 		b.Fatal(err)
@@ -268,7 +278,7 @@ func BenchmarkKafkaStage(b *testing.B) {
 		Process: func(_ context.Context, rec *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
 			emit(rec)
 			if n++; n == b.N {
-				cancel() // Run finishes this batch (write + commit) and returns
+				cancel() // Run finishes the batches in flight (write + commit) and returns
 			}
 			return nil
 		},
