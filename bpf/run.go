@@ -39,6 +39,7 @@ type userStats struct {
 	pollErrors      atomic.Uint64
 	entries         atomic.Uint64
 	lruEvictions    atomic.Uint64
+	endFlushed      atomic.Uint64 // entries removed on FIN/RST events
 }
 
 // Run consumes the ring buffer and polls the flow table every
@@ -121,6 +122,15 @@ func (p *Probe) handleEvent(raw []byte, sink flow.Sink) {
 			Truncated: h.Flags&evFTruncated != 0,
 		})
 	case evEnd:
+		// The FIN/RST event overtakes the counters, which are only polled
+		// every PollInterval: hand the table the final counts of both
+		// directions first and drop the kernel entries, so a later poll
+		// cannot re-report their cumulative counts as a new flow once the
+		// table has exported this one. Packets after this (the last ACK)
+		// start new entries from zero, which the table adds as a counter
+		// reset.
+		p.flushEntry(k, sink)
+		p.flushEntry(k.Reverse(), sink)
 		sink.EndFlow(k, h.Flags&evFRst != 0)
 	default:
 		p.stats.eventsMalformed.Add(1)
@@ -144,6 +154,21 @@ func decodeEventHdr(b []byte, h *flowEventHdr) {
 	h.PayloadLen = le.Uint32(b[60:])
 	h.Type = b[64]
 	h.Flags = b[65]
+}
+
+// flushEntry removes the kernel entry of k, if any, and reports its counts.
+func (p *Probe) flushEntry(k flow.Key, sink flow.Sink) {
+	fk := flowFlowKey{Src: k.Src, Dst: k.Dst, Sport: k.SrcPort, Dport: k.DstPort, Proto: k.Proto, Ipver: k.IPVersion}
+	var v flowFlowStats
+	if err := p.objs.Flows.LookupAndDelete(&fk, &v); err != nil {
+		if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			p.stats.pollErrors.Add(1)
+		}
+		return
+	}
+	p.stats.endFlushed.Add(1)
+	p.stats.flowsReported.Add(1)
+	sink.UpdateFlow(k, p.toStats(&v))
 }
 
 func toKey(k *flowFlowKey) flow.Key {
@@ -256,8 +281,9 @@ func (w *walker) poll(sink flow.Sink) {
 	// by us, or was evicted by the LRU (its counts since the last poll are
 	// lost). created was read before the walk, so this underestimates
 	// transiently and never overestimates.
-	if created > w.deleted+n {
-		ev := created - w.deleted - n
+	deleted := w.deleted + p.stats.endFlushed.Load()
+	if created > deleted+n {
+		ev := created - deleted - n
 		if ev > p.stats.lruEvictions.Load() {
 			p.stats.lruEvictions.Store(ev)
 		}

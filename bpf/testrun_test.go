@@ -377,7 +377,8 @@ func fmtKey(k flow.Key) string {
 // recSink records sink calls, copying snippet data.
 type recSink struct {
 	mu       sync.Mutex
-	updates  map[flow.Key]flow.DirStats
+	updates  map[flow.Key]flow.DirStats // totals over all kernel entries of a key
+	cur      map[flow.Key]flow.DirStats // last report of the current kernel entry
 	snippets []flow.PacketSnippet
 	ends     []endEvent
 }
@@ -387,12 +388,35 @@ type endEvent struct {
 	rst bool
 }
 
-func newRecSink() *recSink { return &recSink{updates: map[flow.Key]flow.DirStats{}} }
+func newRecSink() *recSink {
+	return &recSink{updates: map[flow.Key]flow.DirStats{}, cur: map[flow.Key]flow.DirStats{}}
+}
 
+// UpdateFlow keeps per-key totals the way the collector's table does:
+// reports are cumulative per kernel entry, and an entry deleted on FIN/RST
+// or idleness restarts from zero with a new FirstNs.
 func (s *recSink) UpdateFlow(k flow.Key, d flow.DirStats) {
 	s.mu.Lock()
-	s.updates[k] = d
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	prev, tot := s.cur[k], s.updates[k]
+	restarted := prev.FirstNs != 0 && d.FirstNs != prev.FirstNs || d.Packets < prev.Packets
+	if restarted {
+		prev = flow.DirStats{}
+	}
+	if tot.Packets == 0 || d.FirstNs < tot.FirstNs && d.FirstNs != 0 {
+		tot.FirstNs = d.FirstNs
+	}
+	tot.Packets += d.Packets - prev.Packets
+	tot.Bytes += d.Bytes - prev.Bytes
+	tot.Fragments += d.Fragments - prev.Fragments
+	tot.LastNs = max(tot.LastNs, d.LastNs)
+	tot.TCPFlags |= d.TCPFlags
+	tot.IfMask |= d.IfMask
+	if tot.SrcMAC == ([6]byte{}) {
+		tot.SrcMAC = d.SrcMAC
+	}
+	s.updates[k] = tot
+	s.cur[k] = d
 }
 
 func (s *recSink) Snippet(sn flow.PacketSnippet) {

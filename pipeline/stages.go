@@ -148,7 +148,15 @@ func CollectLive(ctx context.Context, cfg *Config, out transport.Writer, cnt *Co
 	if len(cfg.Collector.Interfaces) == 0 {
 		return fmt.Errorf("collector.interfaces: no interface to capture on (use --iface or --pcap)")
 	}
-	probe, err := bpf.Load(cfg.BPF)
+	// The kernel must drop an idle entry (reporting it a last time) before
+	// the table exports the flow on idleness; otherwise the next poll would
+	// re-report the entry's cumulative counts as a new flow.
+	bcfg := cfg.BPF
+	if limit := cfg.Collector.IdleTimeout - 2*bcfg.PollInterval; bcfg.IdleTimeout > limit {
+		bcfg.IdleTimeout = max(limit, bcfg.PollInterval)
+		log.Info("bpf.idle_timeout lowered below collector.idle_timeout", "bpf_idle_timeout", bcfg.IdleTimeout)
+	}
+	probe, err := bpf.Load(bcfg)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,10 @@ func (t *Table) UpdateFlow(k Key, s DirStats) {
 	}
 	sd := &e.sides[sideIdx]
 	d := s
-	if s.Packets >= sd.cum.Packets && s.Bytes >= sd.cum.Bytes {
+	// A kernel entry that was deleted (idle, FIN/RST) and re-created starts
+	// from zero with a new FirstNs: then s is itself the delta.
+	restarted := sd.cum.FirstNs != 0 && s.FirstNs != 0 && s.FirstNs != sd.cum.FirstNs
+	if !restarted && s.Packets >= sd.cum.Packets && s.Bytes >= sd.cum.Bytes {
 		d.Packets -= sd.cum.Packets
 		d.Bytes -= sd.cum.Bytes
 		d.Fragments -= min(d.Fragments, sd.cum.Fragments)
