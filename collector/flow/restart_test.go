@@ -23,7 +23,7 @@ func TestUpdateFlowKernelEntryRestart(t *testing.T) {
 	k.Src[15], k.Dst[15] = 1, 2
 	k.Src[10], k.Src[11], k.Dst[10], k.Dst[11] = 0xff, 0xff, 0xff, 0xff
 	tb.UpdateFlow(k, DirStats{Packets: 10, Bytes: 1000, FirstNs: base, LastNs: base + 10})
-	tb.UpdateFlow(k, DirStats{Packets: 12, Bytes: 1200, FirstNs: base, LastNs: base + 20})   // same entry: +2
+	tb.UpdateFlow(k, DirStats{Packets: 12, Bytes: 1200, FirstNs: base, LastNs: base + 20})      // same entry: +2
 	tb.UpdateFlow(k, DirStats{Packets: 20, Bytes: 2000, FirstNs: base + 30, LastNs: base + 40}) // new entry: +20
 	tb.UpdateFlow(k, DirStats{Packets: 21, Bytes: 2100, FirstNs: base + 30, LastNs: base + 50}) // same new entry: +1
 	now = base + 100
