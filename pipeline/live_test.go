@@ -135,6 +135,7 @@ type flowSum struct {
 	bytesOut, bytesIn        uint64
 	snippets, snippetBytes   int
 	withSnippets, withParsed int
+	ends                     []string // end reasons, for the failure messages
 }
 
 func flowKeyOf(rec *flowpb.FlowRecord) eval.FlowKey {
@@ -148,6 +149,7 @@ func (s *flowSum) add(rec *flowpb.FlowRecord) {
 	s.bytesOut += rec.BytesOut
 	s.bytesIn += rec.BytesIn
 	s.snippets += len(rec.Snippets)
+	s.ends = append(s.ends, strings.TrimPrefix(rec.EndReason.String(), "END_REASON_"))
 	for _, sn := range rec.Snippets {
 		s.snippetBytes += len(sn.Data)
 	}
@@ -437,8 +439,8 @@ func compareFlows(t *testing.T, live, ref map[eval.FlowKey]*flowSum, frames uint
 			continue
 		}
 		if l.pktOut != r.pktOut || l.pktIn != r.pktIn || l.bytesOut != r.bytesOut || l.bytesIn != r.bytesIn {
-			pktDiff = append(pktDiff, fmt.Sprintf("%s live %d/%d pkts %d/%d bytes, pcap %d/%d pkts %d/%d bytes",
-				fmtFlowKey(k), l.pktOut, l.pktIn, l.bytesOut, l.bytesIn, r.pktOut, r.pktIn, r.bytesOut, r.bytesIn))
+			pktDiff = append(pktDiff, fmt.Sprintf("%s live %d/%d pkts %d/%d bytes (%v), pcap %d/%d pkts %d/%d bytes (%v)",
+				fmtFlowKey(k), l.pktOut, l.pktIn, l.bytesOut, l.bytesIn, l.ends, r.pktOut, r.pktIn, r.bytesOut, r.bytesIn, r.ends))
 		}
 		if l.snippets != r.snippets || l.snippetBytes != r.snippetBytes {
 			snipDiff = append(snipDiff, fmt.Sprintf("%s live %d snippets %d bytes, pcap %d snippets %d bytes",
