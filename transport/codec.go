@@ -40,11 +40,21 @@ func versionField(m proto.Message) protoreflect.FieldDescriptor {
 // decoder decodes input values and rejects those from a newer schema.
 type decoder struct {
 	version protoreflect.FieldDescriptor
+	// flow, when set, decodes binary FlowRecords into the reused input
+	// message without allocating its parts (Run only: RunSink keeps many
+	// decoded records at once).
+	flow *flowDecoder
 }
 
 // decode returns "" on success, or a reason class and a reason.
 func (d decoder) decode(msg *Message, into proto.Message) (class, reason string) {
-	if err := Decode(msg.Value, msg.Format, into); err != nil {
+	var err error
+	if fr, ok := into.(*flowpb.FlowRecord); ok && d.flow != nil && msg.Format == FormatProto {
+		err = d.flow.decode(msg.Value, fr)
+	} else {
+		err = Decode(msg.Value, msg.Format, into)
+	}
+	if err != nil {
 		return "decode", fmt.Sprintf("cannot decode %s value: %v", msg.Format, err)
 	}
 	if d.version != nil {

@@ -341,6 +341,9 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 	in := newMessage[In]()
 	c := newCore(ctx, cfg, st.Name, src, dlq, st.Log, in)
 	defer c.stop()
+	if _, ok := any(in).(*flowpb.FlowRecord); ok {
+		c.dec.flow = newFlowDecoder()
+	}
 	outFmt := formatOf(dst)
 	key := st.Key
 	if key == nil {
