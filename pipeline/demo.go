@@ -51,6 +51,9 @@ type DemoOptions struct {
 	Kafka      string   // broker address; empty: an embedded in-process broker
 	ClickHouse string   // "auto" (use 127.0.0.1:9000 when it answers), "" (none) or an address
 	Thresholds []eval.Threshold
+	// Watch, if set, receives the live progress counters once the stages
+	// start (tests use it to inject failures mid-stream).
+	Watch func(*Counters)
 }
 
 // DemoResult summarises a demo run.
@@ -167,6 +170,9 @@ func Demo(ctx context.Context, cfg *Config, o DemoOptions, out, progress io.Writ
 	defer flowsCopy.Close()
 
 	cnt := &Counters{}
+	if o.Watch != nil {
+		o.Watch(cnt)
+	}
 	// Close every reader and writer before the (embedded) broker stops.
 	var closers []io.Closer
 	defer func() {
