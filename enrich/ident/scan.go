@@ -375,7 +375,7 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 			if !x.inFilter(h) && !s.reference {
 				continue
 			}
-			s.lookup(h, st+off, w, layer, upper)
+			s.lookup(h, st+off, w, layer, upper, win)
 		}
 	}
 }
@@ -389,12 +389,21 @@ func (s *Scanner) probe(data []byte, st, e, layer int) {
 	cand := data[st:e]
 	s.norm = normalize(s.norm[:0], cand)
 	upper := !bytes.Equal(s.norm, cand)
-	s.lookup(s.idx.hash(s.norm), st, e-st, layer, upper)
+	s.lookup(s.idx.hash(s.norm), st, e-st, layer, upper, nil)
 }
 
-func (s *Scanner) lookup(h uint64, off, n, layer int, upper bool) {
+// lookup records the owners of hash h. For a window (win != nil) only forms
+// searched inside longer runs count: the filter in front of window lookups
+// holds exactly those, and without this test a filter false positive would
+// report, say, a digest glued inside a longer token, which whole-token-only
+// forms must not match (and a scan would then depend on filter collisions).
+func (s *Scanner) lookup(h uint64, off, n, layer int, upper bool, win []byte) {
 	x := s.idx
 	i := h & x.mask
+	var winCls uint8
+	if win != nil {
+		winCls = classesOf(win)
+	}
 	for {
 		k := x.keys[i]
 		if k == 0 {
@@ -403,6 +412,12 @@ func (s *Scanner) lookup(h uint64, off, n, layer int, upper bool) {
 		if k == h {
 			o := x.vals[i]
 			f := ownerForm_(o)
+			if win != nil {
+				if _, ok := windowClass(f, winCls, n); !ok {
+					i = (i + 1) & x.mask
+					continue
+				}
+			}
 			if upper {
 				f = f.upper()
 			}
