@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // JSONLReader reads records from a JSON-lines file or pipe, one record per
@@ -112,8 +113,11 @@ func (r *JSONLReader) Close() error {
 }
 
 // JSONLWriter writes FormatJSON records one per line. Write returns once the
-// lines were handed to the operating system (flushed).
+// lines were handed to the operating system (flushed). It is safe for
+// concurrent use (stages share one dead-letter writer); each Write's lines
+// stay together.
 type JSONLWriter struct {
+	mu sync.Mutex
 	bw *bufio.Writer
 	c  io.Closer
 }
@@ -142,6 +146,8 @@ func (w *JSONLWriter) Format() Format { return FormatJSON }
 
 // Write implements Writer.
 func (w *JSONLWriter) Write(_ context.Context, msgs []Message) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for i := range msgs {
 		if msgs[i].Format != FormatJSON {
 			return Fatal(fmt.Errorf("JSON lines writer got a %s value; values must be protojson", msgs[i].Format))
@@ -160,6 +166,8 @@ func (w *JSONLWriter) Write(_ context.Context, msgs []Message) error {
 
 // Close flushes and closes the file (never standard output).
 func (w *JSONLWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	err := w.bw.Flush()
 	if w.c != nil {
 		err = errors.Join(err, w.c.Close())

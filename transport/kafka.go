@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -64,13 +65,15 @@ func kafkaLogger(l *slog.Logger, level slog.Level) kafka.Logger {
 // KafkaWriter produces to one topic with acks=all, the configured compression
 // and key hashing, so one device's records (same key) stay ordered in one
 // partition. Write blocks until the batch is acknowledged, retrying failed
-// records with exponential backoff until ctx is done.
+// records with exponential backoff until ctx is done. It is safe for
+// concurrent use: stages share one dead-letter writer.
 type KafkaWriter struct {
 	w     *kafka.Writer
 	topic string
 	cfg   Config
 	log   *slog.Logger
-	kmsgs []kafka.Message
+	mu    sync.Mutex
+	spare [][]kafka.Message // conversion buffers of finished Write calls
 }
 
 // NewKafkaWriter returns a writer for topic. It does not connect until the
@@ -117,11 +120,12 @@ func (w *KafkaWriter) Write(ctx context.Context, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	w.kmsgs = w.kmsgs[:0]
+	kmsgs := w.buffer()
 	for i := range msgs {
-		w.kmsgs = append(w.kmsgs, kafka.Message{Key: msgs[i].Key, Value: msgs[i].Value, Time: msgs[i].Time})
+		kmsgs = append(kmsgs, kafka.Message{Key: msgs[i].Key, Value: msgs[i].Value, Time: msgs[i].Time})
 	}
-	pending := w.kmsgs
+	defer w.release(kmsgs)
+	pending := kmsgs
 	bo := newBackoff(w.cfg)
 	for attempt := 1; ; attempt++ {
 		err := w.w.WriteMessages(ctx, pending...)
@@ -157,6 +161,28 @@ func (w *KafkaWriter) Write(ctx context.Context, msgs []Message) error {
 			return fmt.Errorf("kafka write to %s: gave up after %d attempts: %w", w.topic, attempt, firstError(err))
 		}
 	}
+}
+
+// buffer returns an empty conversion buffer, reusing one of an earlier
+// Write, so that steady-state writes do not allocate one per call.
+func (w *KafkaWriter) buffer() []kafka.Message {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n := len(w.spare); n > 0 {
+		b := w.spare[n-1]
+		w.spare = w.spare[:n-1]
+		return b
+	}
+	return nil
+}
+
+// release returns b for reuse once kafka-go no longer references it
+// (WriteMessages is synchronous).
+func (w *KafkaWriter) release(b []kafka.Message) {
+	clear(b) // drop references to the caller's key and value bytes
+	w.mu.Lock()
+	w.spare = append(w.spare, b[:0])
+	w.mu.Unlock()
 }
 
 // Close flushes nothing (Write is synchronous) and releases connections.
