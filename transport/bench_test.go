@@ -127,6 +127,9 @@ func benchKafkaConfig(b *testing.B) Config {
 	if v := os.Getenv("BENCH_WRITER_BATCH"); v != "" {
 		fmt.Sscan(v, &cfg.ProduceBatchSize)
 	}
+	if v := os.Getenv("BENCH_COMPRESSION"); v != "" {
+		cfg.Compression = v
+	}
 	if v := os.Getenv("BENCH_LINGER"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {

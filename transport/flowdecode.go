@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"encoding/binary"
 	"math"
 	"unicode/utf8"
 
@@ -114,31 +115,63 @@ const (
 )
 
 func (f *fields) next() bool {
-	if len(f.b) == 0 || f.bad {
+	b := f.b
+	if len(b) == 0 || f.bad {
 		return false
 	}
-	num, typ, n := protowire.ConsumeTag(f.b)
-	if n < 0 {
-		f.bad = true
-		return false
+	// One-byte tags and values are the common case; longer ones go through
+	// protowire, whose rules (overlong and truncated varints) thus apply.
+	var tag uint64
+	if b[0] < 0x80 {
+		tag, b = uint64(b[0]), b[1:]
+	} else {
+		v, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			f.bad = true
+			return false
+		}
+		tag, b = v, b[n:]
 	}
-	f.b = f.b[n:]
-	switch typ {
-	case protowire.VarintType:
-		f.u, n = protowire.ConsumeVarint(f.b)
-	case protowire.BytesType:
-		f.v, n = protowire.ConsumeBytes(f.b)
-	case protowire.Fixed64Type:
-		f.u, n = protowire.ConsumeFixed64(f.b)
+	switch tag & 7 {
+	case tVarint:
+		if len(b) > 0 && b[0] < 0x80 {
+			f.u, b = uint64(b[0]), b[1:]
+			break
+		}
+		v, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			f.bad = true
+			return false
+		}
+		f.u, b = v, b[n:]
+	case tBytes:
+		var l uint64
+		if len(b) > 0 && b[0] < 0x80 {
+			l, b = uint64(b[0]), b[1:]
+		} else {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				f.bad = true
+				return false
+			}
+			l, b = v, b[n:]
+		}
+		if l > uint64(len(b)) {
+			f.bad = true
+			return false
+		}
+		f.v, b = b[:l:l], b[l:]
+	case tFixed:
+		if len(b) < 8 {
+			f.bad = true
+			return false
+		}
+		f.u, b = binary.LittleEndian.Uint64(b), b[8:]
 	default: // fixed32 (unused by the schema) and groups: slow path
-		n = -1
-	}
-	if n < 0 {
 		f.bad = true
 		return false
 	}
-	f.b = f.b[n:]
-	f.tag = uint64(num)<<3 | uint64(typ)
+	f.b, f.tag = b, tag
 	return true
 }
 
