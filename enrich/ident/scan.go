@@ -443,8 +443,12 @@ func (s *Scanner) decodeLayers(data []byte, layer int) {
 	if looksBinary(data) {
 		return
 	}
-	if bytes.IndexByte(data, '%') >= 0 || (s.idx.spaceForms && bytes.IndexByte(data, '+') >= 0) {
-		s.urlSegments(data, next)
+	if s.reference {
+		if bytes.IndexByte(data, '%') >= 0 || (s.idx.spaceForms && bytes.IndexByte(data, '+') >= 0) {
+			s.urlSegments(data, next)
+		}
+	} else {
+		s.urlSegmentsFast(data, next)
 	}
 	if bytes.Contains(data, []byte(`\u`)) || bytes.Contains(data, []byte(`\/`)) {
 		if out, ok := jsonUnescape(s.layerBuf[next][:0], data); ok {
@@ -604,6 +608,93 @@ func (s *Scanner) urlSegments(data []byte, next int) {
 		}
 		i = j
 	}
+}
+
+// urlSegmentsFast finds the same segments as urlSegments but only looks at
+// the ones holding a '%' or '+' (found with IndexByte), and skips decoding a
+// '+'-only segment whose decoded form cannot match: '+' turns into a space
+// of the same length, the decoded segment is one text run, and it is only
+// probed if its length, trimmed of spaces, is an indexed text length.
+func (s *Scanner) urlSegmentsFast(data []byte, next int) {
+	plusOK := s.idx.spaceForms
+	pos := 0
+	nextPct, nextPlus := -1, -1 // next '%' / '+' at or after pos; -1: search again
+	for pos < len(data) {
+		if nextPct < pos && nextPct != len(data) {
+			nextPct = indexFrom(data, pos, '%')
+		}
+		if plusOK && nextPlus < pos && nextPlus != len(data) {
+			nextPlus = indexFrom(data, pos, '+')
+		}
+		t := nextPct
+		if plusOK && nextPlus < t {
+			t = nextPlus
+		}
+		if t >= len(data) {
+			return
+		}
+		// The segment around the trigger: the maximal text run holding it
+		// ('%' and '+' are text bytes). pos is always at a segment start or
+		// past a non-text byte, so walking back stops at or after pos.
+		i := t
+		for i > pos && lut[data[i-1]]&(1<<clsText) != 0 {
+			i--
+		}
+		j := i
+		pct, plus := false, false
+		for j < len(data) && lut[data[j]]&(1<<clsText) != 0 {
+			switch c := data[j]; {
+			case c == '+':
+				plus = plusOK
+			case c == '%' && j+2 < len(data) && isHexByte(data[j+1]) && isHexByte(data[j+2]):
+				pct = true
+			}
+			j++
+		}
+		pos = j
+		if !(pct || plus) || j-i < minForm {
+			continue
+		}
+		if !pct && !s.plusSegmentCanMatch(data[i:j]) {
+			continue
+		}
+		if out, ok := urlDecode(s.layerBuf[next][:0], data[i:j]); ok {
+			s.layerBuf[next] = out
+			if pct {
+				s.scanLayer(out, next)
+			} else {
+				s.scanLayerMask(out, next, 1<<clsText, false)
+			}
+		}
+	}
+}
+
+// plusSegmentCanMatch reports whether the '+'-decoded seg could hold a text
+// form: scanLayerMask with the text class alone probes the one run of the
+// decoded segment, trimmed of spaces, if it is at least minRun long and its
+// trimmed length is indexed.
+func (s *Scanner) plusSegmentCanMatch(seg []byte) bool {
+	x := s.idx
+	if L := x.minRun[clsText]; L == 0 || len(seg) < L {
+		return false
+	}
+	st, e := 0, len(seg)
+	for st < e && (seg[st] == ' ' || seg[st] == '+') {
+		st++
+	}
+	for e > st && (seg[e-1] == ' ' || seg[e-1] == '+') {
+		e--
+	}
+	return x.lens[clsText].has(e - st)
+}
+
+// indexFrom is the index of the first c in data[from:] (as an index into
+// data), or len(data).
+func indexFrom(data []byte, from int, c byte) int {
+	if k := bytes.IndexByte(data[from:], c); k >= 0 {
+		return from + k
+	}
+	return len(data)
 }
 
 func isHexByte(c byte) bool { return lut[c]&(1<<clsHex) != 0 }
