@@ -387,9 +387,32 @@ func le64(b []byte) uint64 {
 // probe hashes the candidate data[st:e] (normalised) and records its owners.
 func (s *Scanner) probe(data []byte, st, e, layer int) {
 	cand := data[st:e]
-	s.norm = normalize(s.norm[:0], cand)
-	upper := !bytes.Equal(s.norm, cand)
-	s.lookup(s.idx.hash(s.norm), st, e-st, layer, upper, nil)
+	if s.reference {
+		s.norm = normalize(s.norm[:0], cand)
+		upper := !bytes.Equal(s.norm, cand)
+		s.lookup(s.idx.hash(s.norm), st, e-st, layer, upper, nil)
+		return
+	}
+	// normalize changes the candidate only if it is all hex-class and has
+	// an upper-case A-F: find out in one pass that stops at the first
+	// non-hex byte, and hash the input in place otherwise.
+	upper := false
+	for _, b := range cand {
+		if lut[b]&(1<<clsHexSep) == 0 {
+			upper = false
+			break
+		}
+		upper = upper || b >= 'A' && b <= 'F'
+	}
+	if !upper {
+		s.lookup(s.idx.hash(cand), st, e-st, layer, false, nil)
+		return
+	}
+	s.norm = s.norm[:0]
+	for _, b := range cand {
+		s.norm = append(s.norm, b|0x20)
+	}
+	s.lookup(s.idx.hash(s.norm), st, e-st, layer, true, nil)
 }
 
 // lookup records the owners of hash h. For a window (win != nil) only forms
