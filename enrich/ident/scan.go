@@ -256,16 +256,21 @@ func (s *Scanner) scanLayerMask(data []byte, layer int, mask uint8, decode bool)
 				p += L
 				continue
 			}
-			st := p
-			for st > 0 && lut[data[st-1]]&bit != 0 {
-				st--
-			}
 			e := p + 1
 			for e < n && lut[data[e]]&bit != 0 {
 				e++
 			}
-			if e-st >= L {
-				s.run(data, c, st, e, layer)
+			// The run [st, e) is long enough iff st <= e-L, which needs
+			// data[e-L] in the class: most short runs (JSON keys, words)
+			// are dismissed by that one byte without walking back.
+			if q := e - L; q >= 0 && lut[data[q]]&bit != 0 {
+				st := p
+				for st > 0 && lut[data[st-1]]&bit != 0 {
+					st--
+				}
+				if e-st >= L {
+					s.run(data, c, st, e, layer)
+				}
 			}
 			p = e + L
 		}
