@@ -41,6 +41,12 @@ type Index struct {
 	// 4-byte anchor pass nearly every offset of a hex token.
 	anchor []uint64
 	ashift uint
+	// pair has one bit per first two bytes of the window-eligible forms:
+	// 8 KiB, so it answers from L1 cache. Base64 encodings of digit and
+	// hex values start with few distinct pairs, so most offsets of a long
+	// base64 token (cookies, signatures) stop here before the anchor's
+	// cache miss; hex pairs are all taken at scale and fall through.
+	pair [1 << 16 / 64]uint64
 	// anchorLen is the same keyed by (prefix, window length): the second
 	// test before a window is hashed.
 	anchorLen []uint64
@@ -180,6 +186,8 @@ func (b *Builder) Add(id Identifier) error {
 		}
 		if c, ok := windowClass(f, cls, len(b.norm)); ok {
 			b.prefixes[le64(b.norm)] = struct{}{}
+			pr := le64(b.norm) & 0xffff
+			b.idx.pair[pr>>6] |= 1 << (pr & 63)
 			b.prefixLens[prefixLen{le64(b.norm), len(b.norm)}] = struct{}{}
 			b.addWindow(c, len(b.norm), h)
 		}
@@ -279,6 +287,11 @@ func (b *Builder) Build() *Index {
 	}
 	idx.pool.New = func() any { return idx.NewScanner() }
 	return idx
+}
+
+func (x *Index) inPair(p uint64) bool {
+	pr := p & 0xffff
+	return x.pair[pr>>6]&(1<<(pr&63)) != 0
 }
 
 func (x *Index) anchorBit(p uint64) uint64 {

@@ -335,7 +335,7 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 	last := len(run) - ws[0]
 	for off := 0; off <= last; off++ {
 		p := le64(run[off:]) | fold
-		if !x.inAnchor(p) && !s.reference {
+		if !s.reference && !(x.inPair(p) && x.inAnchor(p)) {
 			continue
 		}
 		for _, w := range ws {
