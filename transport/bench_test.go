@@ -251,10 +251,19 @@ func BenchmarkKafkaConsume(b *testing.B) {
 
 // BenchmarkKafkaStage: a pass-through stage under Run, consuming from one
 // topic and producing to another on the dev-stack broker (decode, encode,
-// acks=all write, commit), with the sequential loop (depth=1) and the
-// default two-batch pipeline. One op = one record.
+// acks=all write, commit). "baseline" is the runner as it was before
+// pipelining and the protowire decoder (one batch at a time, proto.Unmarshal);
+// depth=N is the pipelined runner with N batches in flight (1 = sequential).
+// One op = one record.
 func BenchmarkKafkaStage(b *testing.B) {
-	for _, depth := range []int{1, 2} {
+	b.Run("baseline", func(b *testing.B) {
+		fastFlowDecode = false
+		defer func() { fastFlowDecode = true }()
+		cfg := benchKafkaConfig(b)
+		cfg.PipelineDepth = 1
+		benchKafkaStage(b, cfg)
+	})
+	for _, depth := range []int{1, 2, 3} {
 		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
 			cfg := benchKafkaConfig(b)
 			cfg.PipelineDepth = depth
@@ -268,6 +277,7 @@ func benchKafkaStage(b *testing.B, cfg Config) {
 	if err := EnsureTopics(context.Background(), cfg, in, out); err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { deleteTopics(b, cfg, in, out) })
 	produceFlows(b, cfg, in, 0, b.N)
 	src := NewKafkaReader(cfg, in, "bench-"+in, nil)
 	defer src.Close()
@@ -293,4 +303,21 @@ func benchKafkaStage(b *testing.B, cfg Config) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+}
+
+// deleteTopics removes benchmark topics (hundreds of MB each) from the
+// shared dev broker; failures are only logged.
+func deleteTopics(tb testing.TB, cfg Config, topics ...string) {
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 30 * time.Second}
+	resp, err := client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: topics})
+	if err == nil {
+		for t, e := range resp.Errors {
+			if e != nil {
+				err = fmt.Errorf("%s: %w", t, e)
+			}
+		}
+	}
+	if err != nil {
+		tb.Logf("deleting benchmark topics %v: %v", topics, err)
+	}
 }

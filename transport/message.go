@@ -48,6 +48,9 @@ type Message struct {
 }
 
 // Reader yields batches of input records and commits them once processed.
+// The runner pipelines batches: Commit (of an earlier batch) may be called
+// while Fetch runs on another goroutine, but Fetch is never called
+// concurrently with itself, nor Commit with itself.
 type Reader interface {
 	// Fetch blocks until at least one record is available and returns a batch
 	// of them. The slice and the bytes it references are reused by the next
@@ -55,7 +58,9 @@ type Reader interface {
 	// ctx.Err() when ctx is cancelled.
 	Fetch(ctx context.Context) ([]Message, error)
 	// Commit marks msgs (and everything before them in their partitions) as
-	// processed. Only call it after their outputs were acknowledged.
+	// processed. Only call it after their outputs were acknowledged. The
+	// runner passes only Topic, Partition and Offset (Key and Value are nil:
+	// the fetched bytes may already be reused).
 	Commit(ctx context.Context, msgs []Message) error
 	Close() error
 }

@@ -20,8 +20,11 @@ import (
 type Stage[In, Out proto.Message] struct {
 	// Name labels metrics and logs and is written into dead letters.
 	Name string
-	// Process handles one decoded input. in is reused for the next record
-	// (proto.Clone it to keep it). emit encodes its argument immediately, so
+	// Process handles one decoded input. in is reused for the next record,
+	// and so are its sub-messages, lists and byte slices (the runner decodes
+	// flow records into buffers it owns): proto.Clone in to keep it, or copy
+	// the parts you keep; strings may be kept. Process is called from one
+	// goroutine, in input order. emit encodes its argument immediately, so
 	// the stage may reuse its output message after emit returns. A returned
 	// error sends the input to the dead-letter writer and the stage goes on;
 	// wrap the error with Fatal to stop the stage instead (the batch is then
@@ -247,11 +250,11 @@ func materialize(dst []Message, arena []byte, spans []span, f Format) []Message 
 //
 // The calling goroutine fetches a batch and hands it to fill (decode,
 // process, encode into the slot's buffers, queue dead letters); a second
-// goroutine takes the filled slots in fetch order, writes their dead letters,
-// calls flush (write the outputs and wait for the acknowledgement) and then
-// commits the batch. At most cfg.PipelineDepth batches are between fetch and
-// commit, so commits stay strictly in order and each follows its own
-// batch's acknowledgement.
+// goroutine takes the filled slots in fetch order, writes their dead letters
+// and calls flush (write the outputs and wait for the acknowledgement); a
+// third commits the acknowledged batches, in the same order. At most
+// cfg.PipelineDepth batches are between fetch and commit, so commits stay
+// strictly in order and each follows its own batch's acknowledgement.
 //
 // Once a write fails, neither that batch nor any later one is committed:
 // fetching stops, batches already filled are dropped, and the error is
@@ -272,10 +275,22 @@ func (c *core) pipeline(ctx context.Context, fill func(s *slot, batch []Message)
 	fctx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
 
+	// The committer commits acknowledged batches in order; with depth >= 3
+	// the commit round trip of one batch overlaps the write of the next.
+	acked := make(chan *slot, depth)
+	cdone := make(chan struct{})
+	go func() {
+		defer close(cdone)
+		for s := range acked {
+			c.commit(s)
+			free <- s
+		}
+	}()
 	var werr error
 	wdone := make(chan struct{})
 	go func() {
 		defer close(wdone)
+		defer close(acked)
 		for s := range ready {
 			if werr == nil {
 				werr = c.flushDLQ(s)
@@ -283,13 +298,13 @@ func (c *core) pipeline(ctx context.Context, fill func(s *slot, batch []Message)
 					werr = flush(s)
 				}
 				if werr == nil {
-					c.commit(s)
-				} else {
-					close(failed)
-					stopFetch()
+					acked <- s
+					continue
 				}
+				close(failed)
+				stopFetch()
 			}
-			free <- s
+			free <- s // failed, or after a failure: never committed
 		}
 	}()
 
@@ -325,8 +340,13 @@ func (c *core) pipeline(ctx context.Context, fill func(s *slot, batch []Message)
 	}
 	close(ready)
 	<-wdone
+	<-cdone
 	return errors.Join(werr, ferr)
 }
+
+// fastFlowDecode enables flowDecoder in Run; benchmarks turn it off to
+// measure the proto.Unmarshal baseline in the same process.
+var fastFlowDecode = true
 
 // Run runs a stage at least once per input record until ctx is cancelled or
 // a finite input ends: fetch a batch, decode each record (undecodable ones
@@ -341,7 +361,7 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 	in := newMessage[In]()
 	c := newCore(ctx, cfg, st.Name, src, dlq, st.Log, in)
 	defer c.stop()
-	if _, ok := any(in).(*flowpb.FlowRecord); ok {
+	if _, ok := any(in).(*flowpb.FlowRecord); ok && fastFlowDecode {
 		c.dec.flow = newFlowDecoder()
 	}
 	outFmt := formatOf(dst)
