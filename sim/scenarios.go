@@ -364,8 +364,10 @@ func (c *Corpus) bulkUpload(d *Device) {
 	o := c.opts
 	var src, srv endpoint
 	var t time.Time
+	// Starts an hour after the learning phase: a model's own learning period
+	// begins with its first flow, which may come late in the phase.
 	for h := 0; h < 8; h++ {
-		t = o.Start.Add(o.Learning + time.Duration(h)*time.Hour + time.Duration(c.r.IntN(600))*time.Second)
+		t = o.Start.Add(o.Learning + time.Duration(h+1)*time.Hour + time.Duration(c.r.IntN(600))*time.Second)
 		c.lookup(t, d, bulkDest.Host, bulkDest.IP)
 		c.tlsFlow(t, d, bulkDest, bulkDest.Host, 20_000+c.r.IntN(2000), 4000)
 	}
