@@ -45,7 +45,7 @@ type Config struct {
 	StartFromOldest   bool          `yaml:"start_from_oldest" help:"a new consumer group starts at the oldest record (else the newest)"`
 	RetryBackoffMin   time.Duration `yaml:"retry_backoff_min" help:"first delay when retrying a failed write, commit or sink batch"`
 	RetryBackoffMax   time.Duration `yaml:"retry_backoff_max" help:"cap of the exponential retry delay"`
-	PipelineDepth     int           `yaml:"pipeline_depth" help:"batches a stage holds between fetch and commit; 2 overlaps writing one batch with processing the next, 1 is sequential"`
+	PipelineDepth     int           `yaml:"pipeline_depth" help:"batches a stage holds between fetch and commit: 3 overlaps processing one, writing the previous and committing the one before; 1 is sequential"`
 	DrainTimeout      time.Duration `yaml:"drain_timeout" help:"on shutdown, how long to finish, write and commit the in-flight batches"`
 	DialTimeout       time.Duration `yaml:"dial_timeout" help:"TCP connect timeout to brokers"`
 }
@@ -80,7 +80,7 @@ func DefaultConfig() Config {
 		StartFromOldest:   true,
 		RetryBackoffMin:   100 * time.Millisecond,
 		RetryBackoffMax:   10 * time.Second,
-		PipelineDepth:     2,
+		PipelineDepth:     3,
 		DrainTimeout:      30 * time.Second,
 		DialTimeout:       5 * time.Second,
 	}

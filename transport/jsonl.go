@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"unicode"
 )
 
 // JSONLReader reads records from a JSON-lines file or pipe, one record per
@@ -80,9 +81,12 @@ func (r *JSONLReader) Fetch(ctx context.Context) ([]Message, error) {
 		if len(r.arena) > start {
 			r.line++
 			raw := r.arena[start:]
-			line := bytes.TrimSpace(raw)
+			// Trim as bytes.TrimSpace does (Unicode spaces too), keeping
+			// the start offset consistent with the trimmed line.
+			left := bytes.TrimLeftFunc(raw, unicode.IsSpace)
+			line := bytes.TrimRightFunc(left, unicode.IsSpace)
 			if len(line) > 0 {
-				s := start + len(raw) - len(bytes.TrimLeft(raw, " \t\r\n\v\f"))
+				s := start + len(raw) - len(left)
 				r.spans = append(r.spans, [2]int{s, s + len(line)})
 				r.buf = append(r.buf, Message{Topic: r.name, Offset: r.line, Format: FormatJSON})
 			}
