@@ -197,7 +197,7 @@ func (c *Corpus) background() {
 				c.tlsFlow(t, d, dst, dst.Host, 300+c.r.IntN(1500), 1000+c.r.IntN(50000))
 			case 1:
 				dcid := []byte(fmt.Sprintf("%08x", c.r.Uint32()))
-				pkt := quicInitial(dcid, []byte("simscid0"), clientHello(dst.Host, []string{"h3"}))
+				pkt := quicInitial(dcid, []byte("simscid0"), quicClientHello(dst.Host, []string{"h3"}))
 				c.wire.udpExchange(t, c.dev(d), c.remote(dst, 443), pkt, c.opaque(1200), c.rtt())
 			default:
 				target := fmt.Sprintf("/static/%s.js?v=%d&session=%s", hexDigits(c.r, 8), c.r.IntN(100), hexDigits(c.r, 32))
@@ -316,7 +316,7 @@ func (c *Corpus) leakFlow(t time.Time, d *Device, typ string, f Form, carrier st
 	case "tls-sni":
 		src, srv = c.tlsFlow(t, d, collector, f.Value+"."+host, 400, 2000)
 	case "quic-sni":
-		pkt := quicInitial([]byte(fmt.Sprintf("%08x", c.r.Uint32())), []byte("simscid0"), clientHello(f.Value+"."+host, []string{"h3"}))
+		pkt := quicInitial([]byte(fmt.Sprintf("%08x", c.r.Uint32())), []byte("simscid0"), quicClientHello(f.Value+"."+host, []string{"h3"}))
 		src, srv = c.dev(d), c.remote(collector, 443)
 		proto = 17
 		c.wire.udpExchange(t, src, srv, pkt, c.opaque(1200), c.rtt())

@@ -81,3 +81,17 @@ func TestPcapDecodesInTshark(t *testing.T) {
 		t.Fatalf("tshark decoded %d QUIC SNIs, truth has %d quic-sni leaks", len(snis), want)
 	}
 }
+
+// Every simulated frame fits a standard 1500-byte MTU (plus the Ethernet
+// header), so the corpus can be replayed live onto a real lab link.
+func TestFramesFitMTU(t *testing.T) {
+	o := DefaultOptions()
+	o.Devices = 9
+	o.Background = 5
+	c := Generate(o)
+	for i, p := range c.wire.pkts {
+		if len(p.data) > 1514 {
+			t.Fatalf("frame %d is %d bytes", i, len(p.data))
+		}
+	}
+}

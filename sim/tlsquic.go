@@ -15,10 +15,22 @@ import (
 // clientHello returns a TLS ClientHello record exactly as Go's crypto/tls
 // client sends it for serverName and alpn.
 func clientHello(serverName string, alpn []string) []byte {
+	return hello(&tls.Config{ServerName: serverName, NextProtos: alpn, MinVersion: tls.VersionTLS12})
+}
+
+// quicClientHello is a ClientHello small enough for one 1200-byte Initial:
+// X25519 only (Go's default post-quantum key share alone is 1.2 KB, and real
+// clients then split the hello over two Initials), so every simulated QUIC
+// datagram fits a 1500-byte MTU for live replay.
+func quicClientHello(serverName string, alpn []string) []byte {
+	return hello(&tls.Config{ServerName: serverName, NextProtos: alpn, MinVersion: tls.VersionTLS13, CurvePreferences: []tls.CurveID{tls.X25519}})
+}
+
+func hello(cfg *tls.Config) []byte {
 	c, s := net.Pipe()
 	defer s.Close()
 	go func() {
-		tc := tls.Client(c, &tls.Config{ServerName: serverName, NextProtos: alpn, MinVersion: tls.VersionTLS12})
+		tc := tls.Client(c, cfg)
 		tc.SetDeadline(time.Now().Add(5 * time.Second))
 		tc.Handshake() // fails when s closes; only its first flight matters
 		c.Close()
