@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/exfilwatch/exfilwatch/sim"
@@ -24,6 +25,9 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.BoolVar(&o.BenignOnly, "benign-only", false, "benign traffic only (no scenario; the ground truth is empty)")
 	start := fs.String("start", o.Start.Format(time.RFC3339), "start of record time (RFC 3339)")
 	outDir := fs.String("out-dir", "", "directory to write inventory.yaml, lab.pcap, truth.jsonl, sim-city.mmdb, sim-asn.mmdb (required)")
+	iface := fs.String("iface", "", "also send the traffic live onto this interface (e.g. a veth into the gateway's namespace; needs root)")
+	netns := fs.String("netns", "", "network namespace of --iface (name under /var/run/netns or a path)")
+	rate := fs.Int("rate", 5000, "frames per second when sending live (0: as fast as possible)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -41,6 +45,11 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if o.Learning >= o.Duration {
 		return usagef("--learning (%s) must be shorter than --duration (%s)", o.Learning, o.Duration)
 	}
+	if *iface != "" && *netns == "" {
+		if _, err := net.InterfaceByName(*iface); err != nil {
+			return usagef("--iface: %v", err)
+		}
+	}
 	began := time.Now()
 	files, err := sim.Generate(o).WriteDir(*outDir)
 	if err != nil {
@@ -48,5 +57,20 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "simulated %d devices: %d frames in %s, %d ground-truth rows in %s, inventory %s, GeoIP %s + %s (%.1fs)\n",
 		o.Devices, files.Frames, files.Pcap, files.TruthRows, files.Truth, files.Inventory, files.CityDB, files.ASNDB, time.Since(began).Seconds())
-	return nil
+	if *iface == "" {
+		return nil
+	}
+	if *rate < 0 {
+		return usagef("--rate: must be >= 0")
+	}
+	fmt.Fprintf(stdout, "sending %d frames on %s at %d frames/s ...\n", files.Frames, *iface, *rate)
+	began = time.Now()
+	var sent int
+	if *netns != "" {
+		sent, err = sim.SendPcapInNetns(ctx, *netns, files.Pcap, *iface, *rate)
+	} else {
+		sent, err = sim.SendPcap(ctx, files.Pcap, *iface, *rate)
+	}
+	fmt.Fprintf(stdout, "sent %d frames in %.1fs\n", sent, time.Since(began).Seconds())
+	return err
 }
