@@ -282,3 +282,38 @@ func TestB64LayerEqualsReference(t *testing.T) {
 		t.Fatalf("implausible mix: %d of %d accepted", accepted, len(inputs))
 	}
 }
+
+// FuzzFastPathEqualsReference: on any input that stays within the scan
+// budgets, the fast paths report exactly what the reference paths report.
+func FuzzFastPathEqualsReference(f *testing.F) {
+	cfg := DefaultConfig()
+	cfg.Secret = "fuzz-secret-0123456789"
+	cfg.MaxWindowProbes = 1 << 30
+	idx, _, err := BuildIndex(cfg, []Identifier{
+		{Device: "d", Type: TypeIMEI, Value: "865123456789018"},
+		{Device: "d", Type: TypeWiFiMAC, Value: "a4:50:46:12:34:56"},
+		{Device: "d", Type: TypeMSISDN, Value: "+919812345678"},
+		{Device: "d", Type: TypeAdvertisingID, Value: "38400000-8cf0-11bd-b23e-10b96e40000d"},
+		{Device: "d", Type: TypeCanary, Value: "Canary Contact 7"},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte("id=865123456789018&m=A4-50-46-12-34-56&x=deadbeef865123456789018cafe"))
+	f.Add([]byte(`{"x":"ODY1MTIzNDU2Nzg5MDE4","y":"\u0041","z":"xxxxODY1MTIzNDU2Nzg5MDE4yy"}`))
+	f.Add([]byte("%2B919812345678+Canary+Contact+7&n=Canary+Contact+7"))
+	f.Add([]byte("Cookie: a=38400000-8cf0-11bd-b23e-10b96e40000d; b=384000008CF011BDB23E10B96E40000D"))
+	fast, ref := idx.NewScanner(), idx.NewScanner()
+	ref.reference = true
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, want := scanStrings(fast, data), scanStrings(ref, data)
+		if fast.exhausted || ref.exhausted {
+			return // budgets cut the two paths at different points
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%q:\nfast      %v\nreference %v", data, got, want)
+		}
+	})
+}
