@@ -9,13 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/exfilwatch/exfilwatch/eval"
 	"github.com/exfilwatch/exfilwatch/internal/testenv"
-	"github.com/exfilwatch/exfilwatch/sink/clickhouse"
 	"github.com/exfilwatch/exfilwatch/sink/webhook"
 )
 
@@ -55,14 +52,14 @@ func TestEndToEndSurvivesOutages(t *testing.T) {
 	rc := &receiver{key: key, ids: map[string]int{}, failNext: 20}
 	srv := httptest.NewServer(&slowOrFailing{rc: rc, mu: make(chan struct{}, 1), slowFrom: 25, slowTo: 35})
 	defer srv.Close()
-	hookProxy := newCutProxy(t, srv.Listener.Addr().String())
-	chProxy := newCutProxy(t, chAddr)
+	hookProxy := testenv.NewCutProxy(t, srv.Listener.Addr().String())
+	chProxy := testenv.NewCutProxy(t, chAddr)
 
 	cfg := DemoConfig()
 	cfg.ClickHouse.Database = fmt.Sprintf("exfilwatch_outage_%d", time.Now().UnixNano())
 	cfg.ClickHouse.RetryInitial = 50 * time.Millisecond
 	cfg.ClickHouse.RetryMax = 500 * time.Millisecond
-	ep := webhook.DefaultEndpoint("outage", "http://"+hookProxy.addr, webhook.FormatGeneric)
+	ep := webhook.DefaultEndpoint("outage", "http://"+hookProxy.Addr, webhook.FormatGeneric)
 	ep.Secret = "whsec_" + base64.StdEncoding.EncodeToString(key)
 	ep.RatePerSecond, ep.Burst, ep.Timeout = 10000, 1000, 300*time.Millisecond
 	cfg.Webhooks.Endpoints = []webhook.EndpointConfig{ep}
@@ -90,65 +87,19 @@ func TestEndToEndSurvivesOutages(t *testing.T) {
 	}
 	var out bytes.Buffer
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	res, err := Demo(ctx, &cfg, DemoOptions{Dir: t.TempDir(), Devices: 20, Seed: 9, Background: 40, Kafka: kafka, ClickHouse: chProxy.addr, Watch: watch}, &out, io.Discard, log)
+	res, err := Demo(ctx, &cfg, DemoOptions{Dir: t.TempDir(), Devices: 20, Seed: 9, Background: 40, Kafka: kafka, ClickHouse: chProxy.Addr, Watch: watch}, &out, io.Discard, log)
 	<-injected
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
-	if chProxy.cuts == 0 || hookProxy.cuts == 0 {
+	if chProxy.Cuts() == 0 || hookProxy.Cuts() == 0 {
 		t.Fatal("outages were not injected")
 	}
 
-	f, err := os.Open(res.AlertsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alerts, err := eval.ReadAlerts(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]bool{}
-	for _, a := range alerts {
-		ids[a.Id] = true
-	}
-	if len(ids) < 10 {
-		t.Fatalf("only %d alerts", len(ids))
-	}
-	rc.mu.Lock()
-	missing := 0
-	for id := range ids {
-		if rc.ids[id] == 0 {
-			missing++
-		}
-	}
-	bad := rc.badSig
-	rc.mu.Unlock()
-	if missing > 0 || bad > 0 {
-		t.Fatalf("%d of %d alerts never reached the webhook; %d bad signatures", missing, len(ids), bad)
-	}
-
+	ids := alertIDs(t, res.AlertsFile)
+	rc.checkDelivered(t, ids)
 	direct := cfg.ClickHouse
 	direct.Addr = chAddr
-	conn, err := clickhouse.Connect(ctx, direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	defer conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+cfg.ClickHouse.Database)
-	var rows, distinct uint64
-	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT count(), uniqExact(id) FROM %s.alerts FINAL", cfg.ClickHouse.Database)).Scan(&rows, &distinct); err != nil {
-		t.Fatal(err)
-	}
-	if rows != uint64(len(ids)) || distinct != rows {
-		t.Fatalf("alerts FINAL: %d rows, %d distinct; pipeline produced %d distinct alerts", rows, distinct, len(ids))
-	}
-	var flows uint64
-	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT uniqExact(id) FROM %s.flows", cfg.ClickHouse.Database)).Scan(&flows); err != nil {
-		t.Fatal(err)
-	}
-	if int64(flows) != res.Flows {
-		t.Fatalf("ClickHouse has %d distinct flows, pipeline collected %d", flows, res.Flows)
-	}
-	t.Logf("%d flows, %d alerts stored and delivered through ClickHouse and webhook outages", flows, len(ids))
+	checkStored(t, ctx, direct, ids, res.Flows)
+	t.Logf("%d flows, %d alerts stored and delivered through ClickHouse and webhook outages", res.Flows, len(ids))
 }

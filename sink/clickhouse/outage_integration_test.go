@@ -3,104 +3,24 @@ package clickhouse
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/exfilwatch/exfilwatch/internal/testenv"
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
-
-// tcpProxy forwards a local port to the ClickHouse server and can be cut
-// and restored, so a test takes "ClickHouse" down without touching the
-// shared dev server other tests use.
-type tcpProxy struct {
-	t       *testing.T
-	addr    string
-	backend string
-	mu      sync.Mutex
-	ln      net.Listener
-	conns   map[net.Conn]struct{}
-}
-
-func newProxy(t *testing.T, backend string) *tcpProxy {
-	p := &tcpProxy{t: t, backend: backend, conns: map[net.Conn]struct{}{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	t.Cleanup(p.down)
-	return p
-}
-
-func (p *tcpProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", p.backend)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns[c], p.conns[b] = struct{}{}, struct{}{}
-			p.mu.Unlock()
-			go func() { io.Copy(b, c); b.Close() }()
-			go func() { io.Copy(c, b); c.Close() }()
-		}
-	}()
-}
-
-// down closes the listener and every forwarded connection.
-func (p *tcpProxy) down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-// up listens on the same port again.
-func (p *tcpProxy) up() {
-	var ln net.Listener
-	var err error
-	for range 50 {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		p.t.Fatalf("proxy re-listen on %s: %v", p.addr, err)
-	}
-	p.serve(ln)
-}
 
 func TestWriteAlertsSurvivesOutage(t *testing.T) {
 	cfg := testConfig(t)
 	w0 := openWriter(t, cfg) // migrate directly, not through the proxy
 	w0.Close()
 
-	proxy := newProxy(t, cfg.Addr)
+	proxy := testenv.NewCutProxy(t, cfg.Addr)
 	pcfg := cfg
-	pcfg.Addr = proxy.addr
+	pcfg.Addr = proxy.Addr
 	pcfg.MigrateOnOpen = false
 	pcfg.DialTimeout = time.Second
 	pcfg.ReadTimeout = 5 * time.Second
@@ -122,7 +42,7 @@ func TestWriteAlertsSurvivesOutage(t *testing.T) {
 		t.Fatalf("WriteAlerts before outage: %v", err)
 	}
 
-	proxy.down()
+	proxy.Cut()
 	retries0 := counterValue(insertRetries.WithLabelValues("alerts"))
 	done := make(chan error, 1)
 	go func() { done <- w.WriteAlerts(ctx, second) }()
@@ -145,7 +65,7 @@ func TestWriteAlertsSurvivesOutage(t *testing.T) {
 	default:
 	}
 
-	proxy.up()
+	proxy.Restore()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -189,11 +109,11 @@ func TestWriteAlertsCancelledWhileDown(t *testing.T) {
 	cfg := testConfig(t)
 	w0 := openWriter(t, cfg)
 	w0.Close()
-	proxy := newProxy(t, cfg.Addr)
+	proxy := testenv.NewCutProxy(t, cfg.Addr)
 	pcfg := cfg
-	pcfg.Addr, pcfg.MigrateOnOpen, pcfg.DialTimeout = proxy.addr, false, time.Second
+	pcfg.Addr, pcfg.MigrateOnOpen, pcfg.DialTimeout = proxy.Addr, false, time.Second
 	w := openWriter(t, pcfg)
-	proxy.down()
+	proxy.Cut()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	if err := w.WriteAlerts(ctx, []*flowpb.Alert{sampleAlert(1)}); err == nil {
@@ -212,10 +132,10 @@ func counterValue(c prometheus.Counter) float64 {
 // Open waits for a server that is not up yet (the sink may start first).
 func TestOpenWaitsForServer(t *testing.T) {
 	cfg := testConfig(t)
-	proxy := newProxy(t, cfg.Addr)
-	proxy.down()
+	proxy := testenv.NewCutProxy(t, cfg.Addr)
+	proxy.Cut()
 	pcfg := cfg
-	pcfg.Addr, pcfg.DialTimeout = proxy.addr, time.Second
+	pcfg.Addr, pcfg.DialTimeout = proxy.Addr, time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	type result struct {
@@ -233,7 +153,7 @@ func TestOpenWaitsForServer(t *testing.T) {
 		t.Fatalf("Open returned while the server was unreachable: %v", r.err)
 	default:
 	}
-	proxy.up()
+	proxy.Restore()
 	r := <-done
 	if r.err != nil {
 		t.Fatalf("Open after the server came up: %v", r.err)
