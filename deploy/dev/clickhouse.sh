@@ -33,8 +33,9 @@ pidfile="$var/clickhouse.pid"
 conf="$var/config.xml"
 out="$logs/server.out"
 
-say() { echo "clickhouse.sh: $*" >&2; }
-die() { say "ERROR: $*"; exit 1; }
+name=clickhouse.sh marker="$conf" addr="127.0.0.1:$tcp_port" logref="$logs" readywhat="queries"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 server_bin() {
 	# Debian: /usr/sbin/clickhouse-server; upstream packages: /usr/bin/clickhouse server.
@@ -56,15 +57,6 @@ install() {
 	server_bin >/dev/null || die "clickhouse-server still not found after install"
 }
 
-running_pid() {
-	[[ -f $pidfile ]] || return 1
-	local pid
-	pid="$(cat "$pidfile" 2>/dev/null)" || return 1
-	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
-	# Guard against a recycled pid: it must be a server started with our config.
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$conf" || return 1
-	echo "$pid"
-}
 
 # ready runs a real query over the native protocol (an open port alone is
 # not enough: the server accepts connections before it has loaded its tables).
@@ -118,35 +110,5 @@ start() {
 	die "server not ready after ${timeout}s (logs: $logs); it is still running as pid $pid"
 }
 
-stop() {
-	local pid
-	if ! pid="$(running_pid)"; then
-		rm -f "$pidfile"
-		say "not running"
-		return 0
-	fi
-	say "stopping pid $pid"
-	kill -TERM "$pid"
-	for _ in $(seq 1 60); do
-		kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; say "stopped"; return 0; }
-		sleep 0.5
-	done
-	say "pid $pid did not stop after 30s; sending SIGKILL"
-	kill -KILL "$pid" 2>/dev/null || true
-	rm -f "$pidfile"
-}
 
-status() {
-	local pid
-	if ! pid="$(running_pid)"; then say "not running"; return 1; fi
-	if ready; then say "running (pid $pid), ready on 127.0.0.1:$tcp_port"; return 0; fi
-	say "running (pid $pid) but not answering queries (logs: $logs)"
-	return 1
-}
-
-case "${1:-}" in
-start) start ;;
-stop) stop ;;
-status) status ;;
-*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
-esac
+dispatch "$@"

@@ -39,20 +39,12 @@ pidfile="$var/kafka.pid"
 props="$var/server.properties"
 out="$logs/server.out"
 
-say() { echo "kafka.sh: $*" >&2; }
-die() { say "ERROR: $*"; exit 1; }
+name=kafka.sh marker="$props" addr="127.0.0.1:$port" logref="$out" readywhat="metadata requests"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found on PATH ($2)"; }
 
-running_pid() {
-	[[ -f $pidfile ]] || return 1
-	local pid
-	pid="$(cat "$pidfile" 2>/dev/null)" || return 1
-	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
-	# Guard against a recycled pid: it must be our java with our config.
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$props" || return 1
-	echo "$pid"
-}
 
 # ready asks the broker for cluster metadata with the Java admin tool (a TCP
 # connect alone would succeed before the broker has joined its own quorum).
@@ -168,35 +160,5 @@ start() {
 	die "broker not ready after ${timeout}s (log: $out); it is still running as pid $pid"
 }
 
-stop() {
-	local pid
-	if ! pid="$(running_pid)"; then
-		rm -f "$pidfile"
-		say "not running"
-		return 0
-	fi
-	say "stopping pid $pid"
-	kill -TERM "$pid"
-	for _ in $(seq 1 60); do
-		kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; say "stopped"; return 0; }
-		sleep 0.5
-	done
-	say "pid $pid did not stop after 30s; sending SIGKILL"
-	kill -KILL "$pid" 2>/dev/null || true
-	rm -f "$pidfile"
-}
 
-status() {
-	local pid
-	if ! pid="$(running_pid)"; then say "not running"; return 1; fi
-	if ready; then say "running (pid $pid), ready on 127.0.0.1:$port"; return 0; fi
-	say "running (pid $pid) but not answering metadata requests (log: $out)"
-	return 1
-}
-
-case "${1:-}" in
-start) start ;;
-stop) stop ;;
-status) status ;;
-*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
-esac
+dispatch "$@"
