@@ -134,8 +134,10 @@ type Scanner struct {
 
 	// reference selects the straightforward implementations the fast
 	// paths replace (no window prefilters, full base64 decoding before the
-	// plausibility test). Tests set it to check that the fast paths find
-	// exactly the same matches.
+	// plausibility test, a byte-by-byte URL segment walk decoding every
+	// segment with an escape or '+', normalise-and-compare before every
+	// probe). Tests set it to check that the fast paths find exactly the
+	// same matches.
 	reference bool
 }
 
