@@ -63,6 +63,8 @@ type DemoResult struct {
 	FlowsFile     string
 	ClickHouse    string
 	Report        *eval.Report
+	LatencyP50    time.Duration // flow export -> alert stored
+	LatencyP99    time.Duration
 	Failures      []string
 }
 
@@ -169,7 +171,7 @@ func Demo(ctx context.Context, cfg *Config, o DemoOptions, out, progress io.Writ
 	}
 	defer flowsCopy.Close()
 
-	cnt := &Counters{}
+	cnt := &Counters{Latency: NewLatencyTracker()}
 	if o.Watch != nil {
 		o.Watch(cnt)
 	}
@@ -310,6 +312,10 @@ func Demo(ctx context.Context, cfg *Config, o DemoOptions, out, progress io.Writ
 	stopProgress()
 	res.Flows, res.Alerts = n, cnt.SunkAlerts.Load()
 	fmt.Fprintf(progress, "pipeline drained: %d flows, %d alerts in %.1fs (%.0f flows/s end to end)\n", n, res.Alerts, elapsed.Seconds(), float64(n)/elapsed.Seconds())
+	if p50, p99, ns := cnt.Latency.Quantiles(); ns > 0 {
+		res.LatencyP50, res.LatencyP99 = p50, p99
+		fmt.Fprintf(progress, "flow export -> alert stored latency: p50 %s, p99 %s over %d alerts\n", p50.Round(time.Millisecond), p99.Round(time.Millisecond), ns)
+	}
 	alertsCopy.Close()
 	flowsCopy.Close()
 	return res, summarize(res, truthPath, o.Thresholds, out)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,64 @@ import (
 // Counters are progress counters a caller (the demo, tests) can watch.
 type Counters struct {
 	Collected, Enriched, Detected, Alerts, SunkFlows, SunkAlerts, DeadLetters atomic.Int64
+
+	// Latency, when set, measures flow-export-to-alert-stored latency.
+	Latency *LatencyTracker
+}
+
+// LatencyTracker remembers when each flow record left the collector and,
+// when an alert naming it is stored, how long that took. It is for the
+// demo and benchmarks (it keeps one entry per flow), not for production.
+type LatencyTracker struct {
+	mu      sync.Mutex
+	emitted map[string]int64
+	samples []time.Duration
+}
+
+// NewLatencyTracker returns an empty tracker.
+func NewLatencyTracker() *LatencyTracker { return &LatencyTracker{emitted: map[string]int64{}} }
+
+func (l *LatencyTracker) emit(id string) {
+	if l == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	l.mu.Lock()
+	l.emitted[id] = now
+	l.mu.Unlock()
+}
+
+// stored records, for each alert, the time since its newest contributing
+// flow left the collector.
+func (l *LatencyTracker) stored(alerts []*flowpb.Alert) {
+	if l == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, a := range alerts {
+		var newest int64
+		for _, id := range a.FlowIds {
+			newest = max(newest, l.emitted[id])
+		}
+		if newest > 0 {
+			l.samples = append(l.samples, time.Duration(now-newest))
+		}
+	}
+}
+
+// Quantiles returns the p50 and p99 latency and the sample count.
+func (l *LatencyTracker) Quantiles() (p50, p99 time.Duration, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n = len(l.samples)
+	if n == 0 {
+		return 0, 0, 0
+	}
+	s := slices.Clone(l.samples)
+	slices.Sort(s)
+	return s[n/2], s[min(n-1, n*99/100)], n
 }
 
 // RecordWriter batches records into a transport.Writer from any goroutine.
@@ -128,7 +187,14 @@ func CollectPcap(ctx context.Context, cfg *Config, path string, out transport.Wr
 	}
 	defer f.Close()
 	rw := NewRecordWriter(ctx, out, cfg.Kafka.BatchSize, counter(cnt, func(c *Counters) *atomic.Int64 { return &c.Collected }))
-	st, rerr := collector.ReadPcap(ctx, f, cfg.Collector, func(rec *flowpb.FlowRecord) error { return rw.Emit(rec) }, collector.WithParse(parse.Fill))
+	var lt *LatencyTracker
+	if cnt != nil {
+		lt = cnt.Latency
+	}
+	st, rerr := collector.ReadPcap(ctx, f, cfg.Collector, func(rec *flowpb.FlowRecord) error {
+		lt.emit(rec.Id)
+		return rw.Emit(rec)
+	}, collector.WithParse(parse.Fill))
 	werr := rw.Close()
 	log.Info("pcap replayed", "file", path, "packets", st.Packets, "counted", st.Counted, "flows", st.Flows, "records", st.Records)
 	return st, errors.Join(rerr, werr)
@@ -382,6 +448,7 @@ func (s *AlertSink) WriteBatch(ctx context.Context, batch []*flowpb.Alert) error
 	}
 	if s.Cnt != nil {
 		s.Cnt.SunkAlerts.Add(int64(len(batch)))
+		s.Cnt.Latency.stored(batch)
 	}
 	return nil
 }
