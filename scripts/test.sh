@@ -22,7 +22,7 @@ go vet ./...
 
 echo "== staticcheck"
 if ! command -v staticcheck >/dev/null 2>&1 && [ ! -x "$(go env GOPATH)/bin/staticcheck" ]; then
-  go install honnef.co/go/tools/cmd/staticcheck@latest
+  go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
 PATH=$PATH:$(go env GOPATH)/bin staticcheck ./...
 
