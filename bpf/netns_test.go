@@ -7,12 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/exfilwatch/exfilwatch/internal/netns"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -71,7 +71,7 @@ func newTopo(t testing.TB) *topo {
 	ipCmd(t, "-n", tp.phone, "-6", "route", "add", "default", "via", "fd00:99:1::1")
 	ipCmd(t, "-n", tp.inet, "route", "add", "default", "via", "10.99.2.1")
 	ipCmd(t, "-n", tp.inet, "-6", "route", "add", "default", "via", "fd00:99:2::1")
-	if err := inNS(tp.gw, func() error {
+	if err := netns.Do(tp.gw, func() error {
 		for _, f := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
 			if err := os.WriteFile(f, []byte("1"), 0o644); err != nil {
 				return err
@@ -84,28 +84,6 @@ func newTopo(t testing.TB) *topo {
 	return tp
 }
 
-// inNS runs fn on an OS thread switched into network namespace ns. The
-// thread is never unlocked, so Go discards it afterwards instead of reusing
-// it in the wrong namespace. Sockets created by fn stay in ns.
-func inNS(ns string, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
-}
-
 // capture is an AF_PACKET socket on one gateway interface that records, per
 // flow key, the frames received on it: the same skbs the ingress hook sees
 // (packet taps run just before TC ingress). It is the independent
@@ -116,28 +94,14 @@ type capture struct {
 
 func newCapture(t testing.TB, ns, ifname string) *capture {
 	t.Helper()
-	var c capture
-	err := inNS(ns, func() error {
-		ifc, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
-		if err != nil {
-			return err
-		}
-		c.fd = fd
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20)
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifc.Index})
-	})
+	fd, err := netns.PacketSocket(ns, ifname)
 	if err != nil {
 		t.Fatalf("capture on %s: %v", ifname, err)
 	}
-	t.Cleanup(func() { unix.Close(c.fd) })
-	return &c
+	t.Cleanup(func() { unix.Close(fd) })
+	return &capture{fd: fd}
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 type counts struct{ packets, bytes uint64 }
 
@@ -237,7 +201,7 @@ func keyOf(src, dst net.Addr, proto uint8) flow.Key {
 func udpExchange(t *testing.T, tp *topo, fromNS, dst string, sizes []int) (flow.Key, counts, counts) {
 	t.Helper()
 	var srv *net.UDPConn
-	if err := inNS(tp.inet, func() error {
+	if err := netns.Do(tp.inet, func() error {
 		var err error
 		srv, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(dst), 0)))
 		return err
@@ -246,7 +210,7 @@ func udpExchange(t *testing.T, tp *topo, fromNS, dst string, sizes []int) (flow.
 	}
 	defer srv.Close()
 	var cli *net.UDPConn
-	if err := inNS(fromNS, func() error {
+	if err := netns.Do(fromNS, func() error {
 		var err error
 		cli, err = net.DialUDP("udp", nil, srv.LocalAddr().(*net.UDPAddr))
 		return err
@@ -289,7 +253,7 @@ func udpExchange(t *testing.T, tp *topo, fromNS, dst string, sizes []int) (flow.
 func tcpExchange(t *testing.T, tp *topo, dst string, req []byte, resp int) flow.Key {
 	t.Helper()
 	var ln net.Listener
-	if err := inNS(tp.inet, func() error {
+	if err := netns.Do(tp.inet, func() error {
 		var err error
 		ln, err = net.Listen("tcp", net.JoinHostPort(dst, "0"))
 		return err
@@ -315,7 +279,7 @@ func tcpExchange(t *testing.T, tp *topo, dst string, req []byte, resp int) flow.
 		_, _ = c.Write(payload(resp))
 	}()
 	var c net.Conn
-	if err := inNS(tp.phone, func() error {
+	if err := netns.Do(tp.phone, func() error {
 		var err error
 		c, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
 		return err
@@ -353,7 +317,7 @@ func testVethGateway(t *testing.T, mode string) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if err := inNS(tp.gw, func() error {
+	if err := netns.Do(tp.gw, func() error {
 		if err := p.Attach("gwp"); err != nil {
 			return err
 		}
@@ -369,7 +333,7 @@ func testVethGateway(t *testing.T, mode string) {
 	hooks := func() string {
 		out, _ := exec.Command("ip", "netns", "exec", tp.gw, "bpftool", "net", "show").CombinedOutput()
 		s := string(out)
-		_ = inNS(tp.gw, func() error {
+		_ = netns.Do(tp.gw, func() error {
 			for _, ifn := range []string{"gwp", "gwi"} {
 				ifc, err := net.InterfaceByName(ifn)
 				if err != nil {
@@ -543,7 +507,7 @@ func TestVethLabSideOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if err := inNS(tp.gw, func() error { return p.Attach("gwp") }); err != nil {
+	if err := netns.Do(tp.gw, func() error { return p.Attach("gwp") }); err != nil {
 		t.Fatal(err)
 	}
 	for _, dst := range []string{"10.99.2.2", "fd00:99:2::2"} {

@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"context"
+	"github.com/exfilwatch/exfilwatch/internal/netns"
 	"io"
 	"net"
 	"sync/atomic"
@@ -17,7 +18,7 @@ import (
 func BenchmarkVeth(b *testing.B) {
 	tp := newTopo(b)
 	var ln net.Listener
-	if err := inNS(tp.inet, func() error {
+	if err := netns.Do(tp.inet, func() error {
 		var err error
 		ln, err = net.Listen("tcp", "10.99.2.2:0")
 		return err
@@ -35,7 +36,7 @@ func BenchmarkVeth(b *testing.B) {
 		}
 	}()
 	var usrv *net.UDPConn
-	if err := inNS(tp.inet, func() error {
+	if err := netns.Do(tp.inet, func() error {
 		var err error
 		usrv, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("10.99.2.2")})
 		return err
@@ -59,7 +60,7 @@ func BenchmarkVeth(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := inNS(tp.gw, func() error {
+		if err := netns.Do(tp.gw, func() error {
 			if err := p.Attach("gwp"); err != nil {
 				return err
 			}
@@ -74,7 +75,7 @@ func BenchmarkVeth(b *testing.B) {
 	}
 	tcp := func(b *testing.B) {
 		var c net.Conn
-		if err := inNS(tp.phone, func() error {
+		if err := netns.Do(tp.phone, func() error {
 			var err error
 			c, err = net.Dial("tcp", ln.Addr().String())
 			return err
@@ -93,7 +94,7 @@ func BenchmarkVeth(b *testing.B) {
 	}
 	udp := func(b *testing.B) {
 		var c *net.UDPConn
-		if err := inNS(tp.phone, func() error {
+		if err := netns.Do(tp.phone, func() error {
 			var err error
 			c, err = net.DialUDP("udp", nil, usrv.LocalAddr().(*net.UDPAddr))
 			return err

@@ -6,11 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	ns "github.com/exfilwatch/exfilwatch/internal/netns"
 	"io"
 	"net"
 	"os"
-	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -72,19 +71,13 @@ func SendPcapInNetns(ctx context.Context, netns, pcapPath, iface string, pps int
 		tx  *tx
 		err error
 	}
-	done := make(chan result, 1)
-	go func() {
-		// Never unlocked: the goroutine exits locked, so the runtime
-		// terminates this thread instead of reusing it in the wrong namespace.
-		runtime.LockOSThread()
-		if err := enterNetns(netns); err != nil {
-			done <- result{err: err}
-			return
-		}
-		t, err := openTx(iface)
-		done <- result{t, err}
-	}()
-	r := <-done
+	var r result
+	if err := ns.Do(netns, func() error {
+		r.tx, r.err = openTx(iface)
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("sim: send: %w", err)
+	}
 	if r.err != nil {
 		return 0, r.err
 	}
@@ -92,26 +85,6 @@ func SendPcapInNetns(ctx context.Context, netns, pcapPath, iface string, pps int
 	// sends on it.
 	defer r.tx.close()
 	return r.tx.replay(ctx, src, pps)
-}
-
-// enterNetns switches the calling (locked) thread into a network namespace.
-func enterNetns(netns string) error {
-	path := netns
-	if !filepath.IsAbs(path) {
-		path = filepath.Join("/var/run/netns", netns)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("sim: send: network namespace %q: %w", netns, err)
-	}
-	defer f.Close()
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("sim: send: entering network namespace %q needs root (CAP_SYS_ADMIN): %w", netns, err)
-		}
-		return fmt.Errorf("sim: send: setns %q: %w", netns, err)
-	}
-	return nil
 }
 
 // openFrames opens a capture file and checks its link type.

@@ -8,8 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/exfilwatch/exfilwatch/internal/netns"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,7 +48,7 @@ func newVethNS(t testing.TB, mtu int) *vethNS {
 	v := &vethNS{ns: "exw-sim-" + hex.EncodeToString(r[:]), tx: "simtx", rx: "simrx"}
 	ipCmd(t, "netns", "add", v.ns)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", v.ns).Run() })
-	if err := inNS(v.ns, func() error {
+	if err := netns.Do(v.ns, func() error {
 		for _, f := range []string{"all", "default"} {
 			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+f+"/disable_ipv6", []byte("1"), 0o644); err != nil {
 				return err
@@ -64,47 +64,18 @@ func newVethNS(t testing.TB, mtu int) *vethNS {
 	return v
 }
 
-// inNS runs fn on an OS thread switched into network namespace ns; the
-// thread is never unlocked, so Go discards it afterwards.
-func inNS(ns string, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := enterNetns(ns); err != nil {
-			done <- err
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
 // capture is an AF_PACKET socket receiving every frame that arrives on an
 // interface: the independent reference for what SendPcap put on the wire.
 type capture struct{ fd int }
 
 func newCapture(t testing.TB, ns, ifname string) *capture {
 	t.Helper()
-	var c capture
-	if err := inNS(ns, func() error {
-		ifc, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
-		if err != nil {
-			return err
-		}
-		c.fd = fd
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 256<<20)
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifc.Index})
-	}); err != nil {
+	fd, err := netns.PacketSocket(ns, ifname)
+	if err != nil {
 		t.Fatalf("capture on %s: %v", ifname, err)
 	}
-	t.Cleanup(func() { unix.Close(c.fd) })
-	return &c
+	t.Cleanup(func() { unix.Close(fd) })
+	return &capture{fd: fd}
 }
 
 // frames returns the frames received so far, in arrival order.
@@ -438,7 +409,7 @@ func BenchmarkSendFrame(b *testing.B) {
 	v := newVethNS(b, 9000)
 	_, frames := smallCorpus(b)
 	var t *tx
-	if err := inNS(v.ns, func() error {
+	if err := netns.Do(v.ns, func() error {
 		var err error
 		t, err = openTx(v.tx)
 		return err
