@@ -39,7 +39,6 @@ type userStats struct {
 	pollErrors      atomic.Uint64
 	entries         atomic.Uint64
 	lruEvictions    atomic.Uint64
-	endFlushed      atomic.Uint64 // entries removed on FIN/RST events
 }
 
 // Run consumes the ring buffer and polls the flow table every
@@ -79,6 +78,10 @@ func (p *Probe) Run(ctx context.Context, sink flow.Sink) error {
 			}
 		}
 		if !time.Now().Before(next) {
+			// Events queued before the poll go first: snippets and FIN/RST
+			// notices then reach the table before the counters of the
+			// packets that followed them.
+			p.drainEvents(&rec, sink)
 			w.poll(sink)
 			next = time.Now().Add(p.cfg.PollInterval)
 		}
@@ -123,14 +126,14 @@ func (p *Probe) handleEvent(raw []byte, sink flow.Sink) {
 		})
 	case evEnd:
 		// The FIN/RST event overtakes the counters, which are only polled
-		// every PollInterval: hand the table the final counts of both
-		// directions first and drop the kernel entries, so a later poll
-		// cannot re-report their cumulative counts as a new flow once the
-		// table has exported this one. Packets after this (the last ACK)
-		// start new entries from zero, which the table adds as a counter
-		// reset.
-		p.flushEntry(k, sink)
-		p.flushEntry(k.Reverse(), sink)
+		// every PollInterval: hand the table the current counts of both
+		// directions first, so a RST export (now) or a FIN export (after
+		// fin_grace) has fresh counts. The kernel entries stay: deleting an
+		// LRU entry while the program updates it would lose that update
+		// (the last ACK). Later polls re-report them; the table's
+		// tombstones tell those reports from new traffic.
+		p.reportEntry(k, sink)
+		p.reportEntry(k.Reverse(), sink)
 		sink.EndFlow(k, h.Flags&evFRst != 0)
 	default:
 		p.stats.eventsMalformed.Add(1)
@@ -156,17 +159,16 @@ func decodeEventHdr(b []byte, h *flowEventHdr) {
 	h.Flags = b[65]
 }
 
-// flushEntry removes the kernel entry of k, if any, and reports its counts.
-func (p *Probe) flushEntry(k flow.Key, sink flow.Sink) {
+// reportEntry reports the current counters of k's kernel entry, if any.
+func (p *Probe) reportEntry(k flow.Key, sink flow.Sink) {
 	fk := flowFlowKey{Src: k.Src, Dst: k.Dst, Sport: k.SrcPort, Dport: k.DstPort, Proto: k.Proto, Ipver: k.IPVersion}
 	var v flowFlowStats
-	if err := p.objs.Flows.LookupAndDelete(&fk, &v); err != nil {
+	if err := p.objs.Flows.Lookup(&fk, &v); err != nil {
 		if !errors.Is(err, ebpf.ErrKeyNotExist) {
 			p.stats.pollErrors.Add(1)
 		}
 		return
 	}
-	p.stats.endFlushed.Add(1)
 	p.stats.flowsReported.Add(1)
 	sink.UpdateFlow(k, p.toStats(&v))
 }
@@ -281,9 +283,8 @@ func (w *walker) poll(sink flow.Sink) {
 	// by us, or was evicted by the LRU (its counts since the last poll are
 	// lost). created was read before the walk, so this underestimates
 	// transiently and never overestimates.
-	deleted := w.deleted + p.stats.endFlushed.Load()
-	if created > deleted+n {
-		ev := created - deleted - n
+	if created > w.deleted+n {
+		ev := created - w.deleted - n
 		if ev > p.stats.lruEvictions.Load() {
 			p.stats.lruEvictions.Store(ev)
 		}

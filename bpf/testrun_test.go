@@ -393,8 +393,8 @@ func newRecSink() *recSink {
 }
 
 // UpdateFlow keeps per-key totals the way the collector's table does:
-// reports are cumulative per kernel entry, and an entry deleted on FIN/RST
-// or idleness restarts from zero with a new FirstNs.
+// reports are cumulative per kernel entry, and an entry deleted on
+// idleness restarts from zero with a new FirstNs.
 func (s *recSink) UpdateFlow(k flow.Key, d flow.DirStats) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -508,5 +508,40 @@ func TestProgTestRunSnippets(t *testing.T) {
 	c := p.Counters()
 	if c["snippets_sent"] != 5 || c["end_events_sent"] != 2 || c["ringbuf_full_drops"] != 0 || c["events_read"] != 7 {
 		t.Errorf("counters %v", c)
+	}
+}
+
+// A FIN/RST event reports both directions' current counters before
+// EndFlow, and leaves the kernel entries in place: deleting them while the
+// program counts the last ACK would lose it (the FIN flush race). The last
+// ACK then reaches the sink with the next poll.
+func TestEndEventKeepsEntries(t *testing.T) {
+	p := loadTestProbe(t, DefaultConfig())
+	k := key(a4, b4, 40000, 443, 6)
+	p.runPkt(t, false, 0, eth4(ipv4(a4, b4, tcpSeg(40000, 443, 1000, flow.TCPSyn, nil), v4opts{})))
+	p.runPkt(t, false, 0, eth4(ipv4(b4, a4, tcpSeg(443, 40000, 5000, flow.TCPSyn|flow.TCPAck, nil), v4opts{})))
+	p.runPkt(t, false, 0, eth4(ipv4(a4, b4, tcpSeg(40000, 443, 1001, flow.TCPAck|flow.TCPPsh, []byte("GET / HTTP/1.1\r\n\r\n")), v4opts{})))
+	p.runPkt(t, false, 0, eth4(ipv4(a4, b4, tcpSeg(40000, 443, 1019, flow.TCPAck|flow.TCPFin, nil), v4opts{})))
+	p.runPkt(t, false, 0, eth4(ipv4(b4, a4, tcpSeg(443, 40000, 5001, flow.TCPAck|flow.TCPFin, nil), v4opts{})))
+
+	s := p.drainForTest(t)
+	if len(s.ends) != 2 {
+		t.Fatalf("end events %+v", s.ends)
+	}
+	if u, r := s.updates[k], s.updates[k.Reverse()]; u.Packets != 3 || r.Packets != 2 || u.TCPFlags&flow.TCPFin == 0 {
+		t.Fatalf("counters reported with the FIN events: forward %+v reverse %+v", u, r)
+	}
+	left := p.dumpFlows(t)
+	if left[k].Packets != 3 || left[k.Reverse()].Packets != 2 {
+		t.Fatalf("kernel entries after the FIN events: %v", left)
+	}
+	// The last ACK lands in the kept entry and is reported by the poll.
+	p.runPkt(t, false, 0, eth4(ipv4(a4, b4, tcpSeg(40000, 443, 1020, flow.TCPAck, nil), v4opts{})))
+	newWalker(p).poll(s)
+	if u := s.updates[k]; u.Packets != 4 || u.Bytes != 40+40+58+40 {
+		t.Errorf("after the last ACK: %+v, want 4 packets 178 bytes", u)
+	}
+	if c := p.Counters(); c["flows_created"] != 2 {
+		t.Errorf("flows created %d, want 2 (no re-created entry)", c["flows_created"])
 	}
 }

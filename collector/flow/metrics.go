@@ -21,6 +21,14 @@ var (
 		Name: "exfilwatch_collector_emit_errors_total",
 		Help: "Flow records the emit callback returned an error for.",
 	})
+	metricTombstoneHits = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "exfilwatch_collector_tombstone_hits_total",
+		Help: "Kernel counter reports ignored because the table had exported those counts already (live path).",
+	})
+	metricResumed = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "exfilwatch_collector_flows_resumed_total",
+		Help: "Flows restarted from a tombstone: packets counted by the kernel after the table exported the flow (live path).",
+	})
 	// metricExported holds the per-reason children resolved once, so the
 	// export path does not look labels up per record.
 	metricExported [8]prometheus.Counter

@@ -30,15 +30,22 @@ type EmitFunc func(rec *flowpb.FlowRecord) error
 // TableConfig configures a Table. The collector package builds it from its
 // YAML Config; zero values fall back to the defaults noted per field.
 type TableConfig struct {
-	Gateway         string         // written into every record
-	Interfaces      []string       // names of interface slots (IfMask bits); missing ones are "if<N>"
-	LabSubnets      []netip.Prefix // device side of a flow; empty: every flow is transit
-	IdleTimeout     time.Duration  // default 15 s
-	ActiveTimeout   time.Duration  // default 60 s
-	FinGrace        time.Duration  // wait for the last ACK after both FINs; default 1 s
-	MaxFlows        int            // default 65536
-	SnippetPackets  int            // payload packets kept per direction (0: none; collector.DefaultConfig uses 4)
-	SnippetBytes    int            // bytes kept per snippet (0: none; collector.DefaultConfig uses 1024)
+	Gateway        string         // written into every record
+	Interfaces     []string       // names of interface slots (IfMask bits); missing ones are "if<N>"
+	LabSubnets     []netip.Prefix // device side of a flow; empty: every flow is transit
+	IdleTimeout    time.Duration  // default 15 s
+	ActiveTimeout  time.Duration  // default 60 s
+	FinGrace       time.Duration  // wait for the last ACK after both FINs; default 1 s
+	MaxFlows       int            // default 65536
+	SnippetPackets int            // payload packets kept per direction (0: none; collector.DefaultConfig uses 4)
+	SnippetBytes   int            // bytes kept per snippet (0: none; collector.DefaultConfig uses 1024)
+	// TombstoneTTL is how long the live path remembers an exported flow's
+	// kernel counters (see UpdateFlow): longer than the kernel's idle
+	// timeout plus a poll interval. Default 2*IdleTimeout + 1 min.
+	TombstoneTTL time.Duration
+	// MaxTombstones bounds the remembered flows (oldest dropped first).
+	// Default MaxFlows.
+	MaxTombstones   int
 	CommunityIDSeed uint16
 	Parse           ParseFunc // optional
 	// Clock returns the wall-clock time in ns for the live (Sink) path and
@@ -58,6 +65,12 @@ func (c *TableConfig) setDefaults() {
 	}
 	if c.MaxFlows <= 0 {
 		c.MaxFlows = 65536
+	}
+	if c.TombstoneTTL <= 0 {
+		c.TombstoneTTL = 2*c.IdleTimeout + time.Minute
+	}
+	if c.MaxTombstones <= 0 {
+		c.MaxTombstones = c.MaxFlows
 	}
 	if c.SnippetPackets < 0 {
 		c.SnippetPackets = 0
@@ -124,6 +137,8 @@ type entry struct {
 	closing    bool
 	opener     uint8
 	openerSure bool
+	cumulative bool // fed by UpdateFlow: leaves a tombstone when removed
+	resumed    bool // continues an exported flow (see Table.resume)
 	lab        [2]bool
 	prev, next int32
 	deadline   int64 // closing flows: export time
@@ -143,9 +158,10 @@ type Table struct {
 	emit EmitFunc
 	cid  communityid.Hasher
 
-	idx  index
-	ents []entry
-	free []int32
+	idx   index
+	ents  []entry
+	tombs tombs
+	free  []int32
 	// idle: LRU list by last activity; closing: flows waiting for the last
 	// ACK after both FINs, FIFO by deadline.
 	idleHead, idleTail       int32
@@ -170,6 +186,7 @@ func NewTable(cfg TableConfig, emit EmitFunc) *Table {
 		emit:        emit,
 		cid:         communityid.New(cfg.CommunityIDSeed),
 		idx:         newIndex(min(cfg.MaxFlows, 512)),
+		tombs:       newTombs(cfg.MaxTombstones),
 		idleHead:    nilIdx,
 		idleTail:    nilIdx,
 		closingHead: nilIdx,
@@ -317,6 +334,9 @@ func (t *Table) remove(i int32) {
 
 func (t *Table) exportAndRemove(i int32, r flowpb.EndReason, now int64) error {
 	err := t.export(i, r, now)
+	if t.ents[i].cumulative {
+		t.bury(&t.ents[i], now)
+	}
 	t.remove(i)
 	return err
 }
@@ -336,6 +356,7 @@ func (t *Table) startClosing(i int32, now int64) {
 // expire exports flows that are idle, or closing past their grace, at now.
 func (t *Table) expire(now int64) error {
 	var errs error
+	t.tombs.expire(now)
 	for t.closingHead != nilIdx && t.ents[t.closingHead].deadline <= now {
 		errs = errors.Join(errs, t.exportAndRemove(t.closingHead, flowpb.EndReason_END_REASON_TCP_FIN, now))
 	}
