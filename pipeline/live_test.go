@@ -128,6 +128,21 @@ func bpfCounters(t testing.TB) map[string]uint64 {
 	return out
 }
 
+// promCounter reads a counter without labels from the default registry.
+func promCounter(t testing.TB, name string) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
 // flowSum is what one 5-tuple amounted to over all its records.
 type flowSum struct {
 	records                  int
@@ -175,6 +190,7 @@ func readFlowSums(t testing.TB, path string) map[eval.FlowKey]*flowSum {
 	}
 	defer f.Close()
 	out := map[eval.FlowKey]*flowSum{}
+	ids := map[string]bool{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<26)
 	for sc.Scan() {
@@ -182,6 +198,10 @@ func readFlowSums(t testing.TB, path string) map[eval.FlowKey]*flowSum {
 		if err := protojson.Unmarshal(sc.Bytes(), rec); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
+		if ids[rec.Id] {
+			t.Errorf("%s: record id %s written twice (%s, %s)", path, rec.Id, fmtFlowKey(flowKeyOf(rec)), rec.EndReason)
+		}
+		ids[rec.Id] = true
 		k := flowKeyOf(rec)
 		if out[k] == nil {
 			out[k] = &flowSum{}
@@ -227,16 +247,17 @@ func TestLiveEBPF(t *testing.T) {
 
 	cfg := DemoConfig()
 	cfg.Collector.Interfaces = []string{tp.gwIf}
-	// Short timeouts so flows end seconds after the replay. The kernel must
-	// report a flow's last counters (BPF idle timeout + one poll) before the
-	// flow table exports it, or that report re-creates the flow:
-	// collector idle_timeout and fin_grace are well above bpf.idle_timeout
-	// + bpf.poll_interval (CollectLive also lowers bpf.idle_timeout when
-	// needed), with a margin for a poll delayed on a busy machine.
+	// Short timeouts so flows end seconds after the replay. The kernel
+	// keeps a TCP flow's entries after its FINs, so they outlive the
+	// table's FIN export (fin_grace < bpf.idle_timeout) and later polls
+	// re-report them: the table's tombstones must swallow those reports
+	// (checked below). fin_grace is well above bpf.poll_interval, with a
+	// margin for a poll delayed on a busy machine, so the last ACK still
+	// lands in the FIN record.
 	cfg.BPF.PollInterval = 200 * time.Millisecond
-	cfg.BPF.IdleTimeout = time.Second
+	cfg.BPF.IdleTimeout = 3 * time.Second
 	cfg.Collector.IdleTimeout = 4 * time.Second
-	cfg.Collector.FinGrace = 4 * time.Second
+	cfg.Collector.FinGrace = 2 * time.Second
 	cfg.Collector.ExpireInterval = 200 * time.Millisecond
 	cfg.Inventory.Path = files.Inventory
 	cfg.GeoIP.Databases = []string{files.CityDB, files.ASNDB}
@@ -286,6 +307,7 @@ func TestLiveEBPF(t *testing.T) {
 	// table's idle timeout or FIN grace plus an expiry tick.
 	time.Sleep(cfg.BPF.IdleTimeout + cfg.BPF.PollInterval + max(cfg.Collector.IdleTimeout, cfg.Collector.FinGrace) + 2*cfg.Collector.ExpireInterval + time.Second)
 	bc := bpfCounters(t) // while the probe is live (it unregisters on Close)
+	tombHits, resumed := promCounter(t, "exfilwatch_collector_tombstone_hits_total"), promCounter(t, "exfilwatch_collector_flows_resumed_total")
 	stopLive()
 	if err := <-collectDone; err != nil {
 		t.Fatalf("CollectLive: %v", err)
@@ -324,6 +346,12 @@ func TestLiveEBPF(t *testing.T) {
 	}
 	live, ref := readFlowSums(t, rawPath), readFlowSums(t, pcapPath)
 	compareFlows(t, live, ref, uint64(sent))
+	// Every TCP flow's kernel entries outlive its FIN export by about
+	// bpf.idle_timeout - fin_grace: polls re-report them after the export.
+	t.Logf("tombstones: %v re-reports of exported counters ignored, %v flows resumed", tombHits, resumed)
+	if tombHits == 0 {
+		t.Errorf("no kernel report hit a tombstone: the re-report path was not exercised")
+	}
 
 	// Enrich and detect over files.
 	enrPath, alertsPath, dlqPath := filepath.Join(dir, "enriched.jsonl"), filepath.Join(dir, "alerts.jsonl"), filepath.Join(dir, "dead.jsonl")
@@ -537,27 +565,27 @@ func compareFlows(t *testing.T, live, ref map[eval.FlowKey]*flowSum, frames uint
 	if m := show("missing live", missing) + show("only live", extra); m != "" {
 		t.Error(m)
 	}
-	// Per-flow differences are logged, and bounded: when the probe drops a
-	// flow's kernel entries on its FIN event (bpf.Probe.Run), a packet the
-	// program is counting at that very moment (typically the last ACK,
-	// which follows the FINs by a fraction of a millisecond in the replay)
-	// can land in the deleted entry and be lost.
+	// The live path is exact: every flow has pcap mode's counters,
+	// snippets, parsed fields, direction and number of records. (Deleting
+	// kernel entries on FIN events used to lose the odd last ACK; the
+	// coarse kernel clock used to orient the odd flow by processing order;
+	// late kernel reports used to duplicate the odd idle record.)
 	diffs := show("with other counters live than in pcap mode", pktDiff) +
 		show("with other snippets live than in pcap mode", snipDiff) +
 		show("parsed differently live and in pcap mode", parseDiff) +
 		show("opened by the other side live than in pcap mode", dirDiff) +
 		show("split into a different number of records", split)
 	if diffs != "" {
-		t.Logf("differences from pcap mode:\n%s", diffs)
+		t.Errorf("differences from pcap mode:\n%s", diffs)
 	}
 	if refPkts != frames {
 		t.Errorf("pcap mode put %d packets in records, the capture has %d", refPkts, frames)
 	}
-	if d := absDiff(livePkts, frames); d*1000 > frames {
-		t.Errorf("live records hold %d packets, %d were replayed (more than 0.1%% apart)", livePkts, frames)
+	if livePkts != frames {
+		t.Errorf("live records hold %d packets, %d were replayed", livePkts, frames)
 	}
-	if d := absDiff(uint64(liveRecs), uint64(refRecs)); d*100 > uint64(refRecs) {
-		t.Errorf("live %d records, pcap mode %d (more than 1%% apart)", liveRecs, refRecs)
+	if liveRecs != refRecs {
+		t.Errorf("live %d records, pcap mode %d", liveRecs, refRecs)
 	}
 	// The opener decides which snippets the parsers read as the request:
 	// a flow oriented the wrong way loses its DNS/TLS/HTTP fields, and with
@@ -565,16 +593,6 @@ func compareFlows(t *testing.T, live, ref map[eval.FlowKey]*flowSum, frames uint
 	if len(dirDiff) > 0 {
 		t.Errorf("%d of %d flows opened by the other side live than in pcap mode (%d parsed differently)", len(dirDiff), len(ref), len(parseDiff))
 	}
-	if len(snipDiff)*100 > len(ref) {
-		t.Errorf("%d of %d flows carry other snippets live than in pcap mode", len(snipDiff), len(ref))
-	}
-}
-
-func absDiff(a, b uint64) uint64 {
-	if a > b {
-		return a - b
-	}
-	return b - a
 }
 
 func fmtFlowKey(k eval.FlowKey) string {
