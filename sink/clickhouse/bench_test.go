@@ -37,16 +37,18 @@ func BenchmarkFlowColumnsAdd(b *testing.B) {
 	}
 }
 
-// BenchmarkInsertFlows compares, in one run, the sink's columnar path
-// (batch.Column(i).Append(slice), as WriteFlows does) with the row-by-row
-// batch.Append(values...) baseline on the dev-stack server. Each op is one
-// 100k-row block; rows/s is the figure to read.
+// BenchmarkInsertFlows compares, in one run, the sink's columnar paths with
+// the row-by-row batch.Append(values...) baseline on the dev-stack server.
+// Each op is one 100k-row block; rows/s is the figure to read.
 //
 //   - write_flows: WriteFlows end to end (flows + the flows_by_dst view +
 //     one matches row per identifier match, here 1 per flow on average)
-//   - {columnar,row_append}/mergetree: the flows block alone into a copy of
-//     flows without the view
-//   - {columnar,row_append}/null: the same into ENGINE = Null (client and
+//   - {reused,columnar,row_append}/mergetree: the flows block alone into a
+//     copy of flows without the view; reused is the sink's path (one batch
+//     whose column buffers survive across blocks, see blockInserter),
+//     columnar the former one (a fresh batch per block, Column(i).Append),
+//     row_append the row-by-row batch.Append(values...) baseline
+//   - {reused,columnar,row_append}/null: the same into ENGINE = Null (client and
 //     protocol cost only, no storage)
 func BenchmarkInsertFlows(b *testing.B) {
 	cfg := testConfig(b)
@@ -96,6 +98,22 @@ func BenchmarkInsertFlows(b *testing.B) {
 					c.add(r)
 				}
 				if err := sendBlock(ctx, w.Conn(), query, c.columns()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			rate(b, start)
+		})
+		ins := newBlockInserter(w.Conn(), query)
+		b.Run("reused/"+table, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu0 = processCPU()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				c.reset()
+				for _, r := range recs {
+					c.add(r)
+				}
+				if err := ins.send(ctx, c.columns()); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -62,7 +62,8 @@ type Writer struct {
 	alertMu sync.Mutex
 	alerts  *alertColumns
 
-	flowInsert, matchInsert, alertInsert string
+	// One inserter per table, guarded by the mutex of the columns it sends.
+	flowInsert, matchInsert, alertInsert *blockInserter
 }
 
 // Open connects, waits for the server (retrying with backoff while ctx
@@ -93,9 +94,9 @@ func Open(ctx context.Context, cfg Config) (*Writer, error) {
 	}
 	modern := w.profile == ProfileModern
 	w.flows, w.matches, w.alerts = newFlowColumns(modern), newMatchColumns(modern), newAlertColumns(modern)
-	w.flowInsert = insertSQL(cfg.Database, "flows", flowColumnNames)
-	w.matchInsert = insertSQL(cfg.Database, "matches", matchColumnNames)
-	w.alertInsert = insertSQL(cfg.Database, "alerts", alertColumnNames)
+	w.flowInsert = newBlockInserter(conn, insertSQL(cfg.Database, "flows", flowColumnNames))
+	w.matchInsert = newBlockInserter(conn, insertSQL(cfg.Database, "matches", matchColumnNames))
+	w.alertInsert = newBlockInserter(conn, insertSQL(cfg.Database, "alerts", alertColumnNames))
 	w.log.Info("clickhouse sink ready", "addr", cfg.Addr, "database", cfg.Database,
 		"server", w.version.String(), "profile", w.profile.String())
 	return w, nil
@@ -117,8 +118,17 @@ func (w *Writer) ServerVersion() ServerVersion { return w.version }
 // Conn exposes the connection pool (for queries and tests).
 func (w *Writer) Conn() driver.Conn { return w.conn }
 
-// Close closes the connection pool.
-func (w *Writer) Close() error { return w.conn.Close() }
+// Close releases the inserters' connections and closes the pool.
+func (w *Writer) Close() error {
+	w.flowMu.Lock()
+	w.flowInsert.discard()
+	w.matchInsert.discard()
+	w.flowMu.Unlock()
+	w.alertMu.Lock()
+	w.alertInsert.discard()
+	w.alertMu.Unlock()
+	return w.conn.Close()
+}
 
 // WriteFlows stores recs in flows (and their identifier matches in
 // matches), in blocks of at most MaxBatchRows rows. It returns nil only
@@ -177,7 +187,7 @@ func (w *Writer) WriteAlerts(ctx context.Context, alerts []*flowpb.Alert) error 
 }
 
 // insert sends one block, retrying transient failures.
-func (w *Writer) insert(ctx context.Context, table, query string, rows int, cols []any) error {
+func (w *Writer) insert(ctx context.Context, table string, ins *blockInserter, rows int, cols []any) error {
 	if w.profile == ProfileModern {
 		// A replayed capture can span many days; the default limit of 100
 		// partitions per block would refuse it (18.16 has no such limit).
@@ -185,7 +195,7 @@ func (w *Writer) insert(ctx context.Context, table, query string, rows int, cols
 	}
 	return w.retry(ctx, table, func(ctx context.Context) error {
 		start := time.Now()
-		if err := sendBlock(ctx, w.conn, query, cols); err != nil {
+		if err := ins.send(ctx, cols); err != nil {
 			return err
 		}
 		insertSeconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
@@ -195,7 +205,8 @@ func (w *Writer) insert(ctx context.Context, table, query string, rows int, cols
 	})
 }
 
-// sendBlock appends each column slice to a fresh batch and sends it.
+// sendBlock appends each column slice to a fresh batch and sends it: for
+// one-off inserts (migration records) where buffer reuse does not matter.
 func sendBlock(ctx context.Context, conn driver.Conn, query string, cols []any) error {
 	batch, err := conn.PrepareBatch(ctx, query)
 	if err != nil {

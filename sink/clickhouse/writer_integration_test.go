@@ -40,8 +40,12 @@ func TestWriteFlowsReadBack(t *testing.T) {
 	for i := range 30 {
 		recs = append(recs, sampleFlow(i))
 	}
-	if err := w.WriteFlows(ctx, recs); err != nil {
-		t.Fatalf("WriteFlows: %v", err)
+	// Two calls of different sizes: the second reuses the first's batch
+	// and column buffers (blockInserter), so stale rows would show here.
+	for _, part := range [][]*flowpb.FlowRecord{recs[:17], recs[17:]} {
+		if err := w.WriteFlows(ctx, part); err != nil {
+			t.Fatalf("WriteFlows: %v", err)
+		}
 	}
 
 	rows, err := w.Conn().Query(ctx, `SELECT time, first_seen_ns, last_seen_ns, observed_ns, id, schema_version,
