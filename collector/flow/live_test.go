@@ -215,3 +215,92 @@ func TestTombstoneBounds(t *testing.T) {
 		t.Fatalf("%d tombstones after the TTL", tb.tombs.n)
 	}
 }
+
+// sinkChurn drives the live path's full cycle for keys[i]: report, idle
+// export (tombstone), the kernel's re-report of the same counters
+// (ignored), then new packets (a resumed record).
+type sinkChurn struct {
+	tb   *Table
+	now  int64
+	keys []Key
+	i    int
+}
+
+func newSinkChurn(n int) *sinkChurn {
+	c := &sinkChurn{now: sec, keys: make([]Key, n)}
+	c.tb = NewTable(TableConfig{Gateway: "gw", MaxFlows: 1 << 16, IdleTimeout: time.Second, SnippetPackets: 4, SnippetBytes: 64,
+		Clock: func() int64 { return c.now }}, func(*flowpb.FlowRecord) error { return nil })
+	for i := range c.keys {
+		c.keys[i] = Key{Src: addr16("10.0.0.7"), Dst: addr16("1.2.3.4"), SrcPort: uint16(1024 + i), DstPort: 443, Proto: 17, IPVersion: 4}
+	}
+	return c
+}
+
+func (c *sinkChurn) step() {
+	k := c.keys[c.i%len(c.keys)]
+	round := uint64(c.i/len(c.keys) + 1)
+	c.i++
+	c.now += int64(time.Millisecond)
+	s := DirStats{Packets: round, Bytes: 100 * round, FirstNs: sec, LastNs: c.now}
+	c.tb.UpdateFlow(k, s)
+	c.tb.UpdateFlow(k, s) // unchanged: nothing to do
+	if c.i%len(c.keys) == 0 {
+		// Every flow idle: exported, buried; the next round's reports
+		// hit the tombstones and resume the flows.
+		c.now += int64(2 * time.Second)
+		_ = c.tb.Expire(c.now)
+		for _, k := range c.keys[:8] {
+			c.tb.UpdateFlow(k, DirStats{Packets: round, Bytes: 100 * round, FirstNs: sec, LastNs: c.now - int64(2*time.Second)})
+		}
+	}
+}
+
+// Ignoring a re-report and resuming a flow from its tombstone allocate
+// nothing once the table and the ring have grown (exports allocate their
+// record id, as always).
+func TestTombstoneNoAllocs(t *testing.T) {
+	c := newSinkChurn(2048)
+	for range 3 * 2048 { // grow table, index and ring; leave every flow buried
+		c.step()
+	}
+	if c.tb.tombs.n < 2048-8 || c.tb.Stats().Active > 8 {
+		t.Fatalf("%d tombstones, %d active flows", c.tb.tombs.n, c.tb.Stats().Active)
+	}
+	round := uint64(3)
+	j := 8 // keys[:8] were resumed by the last step
+	same := func() {
+		k := c.keys[8+j%(2048-8)]
+		j++
+		c.tb.UpdateFlow(k, DirStats{Packets: round, Bytes: 100 * round, FirstNs: sec, LastNs: c.now})
+	}
+	if a := testing.AllocsPerRun(1000, same); a != 0 {
+		t.Errorf("a re-report of exported counters allocates %v", a)
+	}
+	if c.tb.Stats().Active > 8 {
+		t.Fatalf("re-reports created flows")
+	}
+	j = 8
+	grown := func() {
+		k := c.keys[8+j%(2048-8)]
+		j++
+		c.tb.UpdateFlow(k, DirStats{Packets: round + 1, Bytes: 100 * (round + 1), FirstNs: sec, LastNs: c.now})
+	}
+	if a := testing.AllocsPerRun(1000, grown); a != 0 {
+		t.Errorf("resuming a flow from its tombstone allocates %v", a)
+	}
+	if n := c.tb.Stats().Active; n < 1000 {
+		t.Fatalf("%d flows resumed, want 1001", n)
+	}
+}
+
+func BenchmarkSinkTombstoneChurn(b *testing.B) {
+	c := newSinkChurn(4096)
+	for range 2 * 4096 {
+		c.step()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		c.step()
+	}
+}

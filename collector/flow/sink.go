@@ -200,6 +200,7 @@ func servicePort(p uint16) bool {
 func (t *Table) resume(e *entry, tb *tomb, si uint8, firstNs int64) {
 	metricResumed.Inc()
 	e.seq = tb.seq // a new flow may share the old one's first-packet tick
+	e.cid = tb.cid // same canonical key
 	for j := range e.sides {
 		ts := &tb.sides[j]
 		e.sides[j].cum = DirStats{Packets: ts.packets, Bytes: ts.bytes, FirstNs: ts.firstNs, Fragments: ts.fragments, TCPFlags: ts.tcpFlags}
@@ -214,7 +215,7 @@ func (t *Table) resume(e *entry, tb *tomb, si uint8, firstNs int64) {
 // bury remembers the cumulative counters of entry e, fed by UpdateFlow,
 // which is being exported and removed at now.
 func (t *Table) bury(e *entry, now int64) {
-	tb := tomb{key: e.key, hash: e.hash, expires: now + int64(t.cfg.TombstoneTTL), firstNs: e.firstNs, seq: e.seq, opener: e.opener, openerSure: e.openerSure}
+	tb := tomb{key: e.key, hash: e.hash, expires: now + int64(t.cfg.TombstoneTTL), firstNs: e.firstNs, seq: e.seq, cid: e.cid, opener: e.opener, openerSure: e.openerSure}
 	for j := range e.sides {
 		c := &e.sides[j].cum
 		tb.sides[j] = tombSide{packets: c.Packets, bytes: c.Bytes, firstNs: c.FirstNs, fragments: c.Fragments, tcpFlags: c.TCPFlags}
