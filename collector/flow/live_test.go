@@ -169,6 +169,21 @@ func TestUpdateFlowFinalIdleReportAfterExport(t *testing.T) {
 	if len(col.recs) != 1 {
 		t.Fatalf("%d records, want 1: %v", len(col.recs), col.recs)
 	}
+	// More replies in the same kernel entry: a record of only those, still
+	// oriented from the client although only the server side reported.
+	rs2 := rs
+	rs2.Packets, rs2.Bytes, rs2.LastNs = 2, 240, 20*sec
+	tb.UpdateFlow(q.Reverse(), rs2)
+	if err := tb.Flush(flowpb.EndReason_END_REASON_SHUTDOWN); err != nil {
+		t.Fatal(err)
+	}
+	if len(col.recs) != 2 {
+		t.Fatalf("%d records after the resumed replies, want 2", len(col.recs))
+	}
+	if r := col.recs[1]; r.SrcPort != 50000 || r.PacketsOut != 0 || r.PacketsIn != 1 || r.BytesIn != 120 || r.Id == col.recs[0].Id {
+		t.Fatalf("resumed record: %v", r)
+	}
+	col.recs = col.recs[:1]
 	// A re-created kernel entry (new FirstNs) is new traffic: counted in
 	// full, under a record id of its own.
 	q2 := DirStats{Packets: 2, Bytes: 140, FirstNs: 26 * sec, LastNs: 26 * sec}

@@ -58,7 +58,8 @@ func (t *Table) UpdateFlow(k Key, s DirStats) {
 		}
 	}
 	e := &t.ents[i]
-	wasSeen := e.sides[0].seen || e.sides[1].seen
+	// A resumed flow keeps the opener decided before its export.
+	wasSeen := e.sides[0].seen || e.sides[1].seen || e.resumed
 	if !wasSeen && !e.resumed && s.FirstNs > 0 && s.FirstNs < e.startNs {
 		e.firstNs, e.startNs = s.FirstNs, s.FirstNs // new flow: start at its first packet
 	}
