@@ -49,7 +49,8 @@ func BenchmarkFlowColumnsAdd(b *testing.B) {
 //     columnar the former one (a fresh batch per block, Column(i).Append),
 //     row_append the row-by-row batch.Append(values...) baseline
 //   - {reused,columnar,row_append}/null: the same into ENGINE = Null (client and
-//     protocol cost only, no storage)
+//     protocol cost only, no storage); reused_lz4/null with lz4 compression
+//     (the other paths send uncompressed, as the tests' config does)
 func BenchmarkInsertFlows(b *testing.B) {
 	cfg := testConfig(b)
 	cfg.MaxBatchRows = benchBatch
@@ -119,6 +120,33 @@ func BenchmarkInsertFlows(b *testing.B) {
 			}
 			rate(b, start)
 		})
+		if table == "null" {
+			// The same with lz4 block compression (the config default).
+			lcfg := cfg
+			lcfg.Compression = "lz4"
+			lconn, err := Connect(ctx, lcfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lins := newBlockInserter(lconn, query)
+			b.Run("reused_lz4/"+table, func(b *testing.B) {
+				b.ReportAllocs()
+				cpu0 = processCPU()
+				start := time.Now()
+				for i := 0; i < b.N; i++ {
+					c.reset()
+					for _, r := range recs {
+						c.add(r)
+					}
+					if err := lins.send(ctx, c.columns()); err != nil {
+						b.Fatal(err)
+					}
+				}
+				rate(b, start)
+			})
+			lins.discard()
+			lconn.Close()
+		}
 		b.Run("row_append/"+table, func(b *testing.B) {
 			b.ReportAllocs()
 			cpu0 = processCPU()
@@ -135,14 +163,14 @@ func BenchmarkInsertFlows(b *testing.B) {
 					j := c.rows() - 1
 					row = append(row[:0],
 						c.time[j], c.firstNs[j], c.lastNs[j], c.observedNs[j], c.id[j], c.schemaVersion[j],
-						c.gateway[j], c.interfaces[j], c.devID[j], c.devModel[j], c.devGroup[j], c.devOS[j], c.attrBy[j],
+						c.gateway[j], c.interfaces.row(j), c.devID[j], c.devModel[j], c.devGroup[j], c.devOS[j], c.attrBy[j],
 						c.direction[j], c.src.raw[j], c.dst.raw[j], c.srcPort[j], c.dstPort[j], c.proto[j], c.ipVer[j],
 						c.bytesOut[j], c.pktsOut[j], c.bytesIn[j], c.pktsIn[j], c.flagsOut[j], c.flagsIn[j],
 						c.srcMAC[j], c.communityID[j], c.endReason[j], c.fragments[j], c.dstHost[j],
-						c.dnsQuery[j], c.dnsQtype[j], c.dnsRcode[j], c.tlsSNI[j], c.tlsALPN[j], c.tlsVersion[j], c.tlsQUIC[j],
+						c.dnsQuery[j], c.dnsQtype[j], c.dnsRcode[j], c.tlsSNI[j], c.tlsALPN.row(j), c.tlsVersion[j], c.tlsQUIC[j],
 						c.httpMethod[j], c.httpHost[j], c.httpPath[j], c.httpUA[j], c.httpCT[j],
 						c.dstClass[j], c.dstCountry[j], c.dstCity[j], c.dstASN[j], c.dstOrg[j],
-						c.cleartext[j], c.matchCount[j], c.matchTypes[j])
+						c.cleartext[j], c.matchCount[j], c.matchTypes.row(j))
 					if err := batch.Append(row...); err != nil {
 						b.Fatal(err)
 					}

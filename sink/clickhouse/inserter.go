@@ -62,7 +62,7 @@ func (b *blockInserter) send(ctx context.Context, cols []any) error {
 		c.Reset()
 	}
 	for i, v := range cols {
-		if _, err := b.cols[i].Append(v); err != nil {
+		if err := appendColumn(b.cols[i], v); err != nil {
 			name := b.cols[i].Name()
 			b.discard()
 			return fmt.Errorf("append column %s: %w", name, err)
@@ -73,6 +73,23 @@ func (b *blockInserter) send(ctx context.Context, cols []any) error {
 		return fmt.Errorf("send block: %w", err)
 	}
 	return nil
+}
+
+// appendColumn appends a whole column slice. Array(String) rows given as
+// []*string go row by row through AppendRow, which clickhouse-go serves
+// with a typed loop; its Append of a [][]*string would walk every row and
+// element by reflection.
+func appendColumn(col column.Interface, v any) error {
+	if rows, ok := v.([][]*string); ok {
+		for _, r := range rows {
+			if err := col.AppendRow(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	_, err := col.Append(v)
+	return err
 }
 
 // discard drops the batch; an unsent one (prepared, send never reached)
