@@ -2,6 +2,8 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,8 +43,9 @@ func BenchmarkFlowColumnsAdd(b *testing.B) {
 // the row-by-row batch.Append(values...) baseline on the dev-stack server.
 // Each op is one 100k-row block; rows/s is the figure to read.
 //
-//   - write_flows: WriteFlows end to end (flows + the flows_by_dst view +
-//     one matches row per identifier match, here 1 per flow on average)
+//   - write_flows: WriteFlows end to end (flows, split into 2 concurrent
+//     INSERTs, + the flows_by_dst view + one matches row per identifier
+//     match, here 1 per flow on average)
 //   - {reused,columnar,row_append}/mergetree: the flows block alone into a
 //     copy of flows without the view; reused is the sink's path (one batch
 //     whose column buffers survive across blocks, see blockInserter),
@@ -54,6 +57,7 @@ func BenchmarkFlowColumnsAdd(b *testing.B) {
 func BenchmarkInsertFlows(b *testing.B) {
 	cfg := testConfig(b)
 	cfg.MaxBatchRows = benchBatch
+	cfg.FlowInserts = 2
 	w := openWriter(b, cfg)
 	recs := benchFlows(benchBatch)
 	ctx := context.Background()
@@ -115,6 +119,39 @@ func BenchmarkInsertFlows(b *testing.B) {
 					c.add(r)
 				}
 				if err := ins.send(ctx, c.columns()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			rate(b, start)
+		})
+		// Two halves of each block built and sent concurrently on two
+		// connections (what WriteFlows does with flow_inserts: 2).
+		var halves [2]*flowColumns
+		var inss [2]*blockInserter
+		for k := range halves {
+			halves[k] = newFlowColumns(w.Profile() == ProfileModern)
+			inss[k] = newBlockInserter(w.Conn(), query)
+			defer inss[k].discard()
+		}
+		b.Run("reused_x2/"+table, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu0 = processCPU()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				var errs [2]error
+				var wg sync.WaitGroup
+				for k := range halves {
+					wg.Go(func() {
+						part := recs[k*len(recs)/2 : (k+1)*len(recs)/2]
+						halves[k].reset()
+						for _, r := range part {
+							halves[k].add(r)
+						}
+						errs[k] = inss[k].send(ctx, halves[k].columns())
+					})
+				}
+				wg.Wait()
+				if err := errors.Join(errs[:]...); err != nil {
 					b.Fatal(err)
 				}
 			}

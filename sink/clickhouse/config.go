@@ -19,6 +19,7 @@ type Config struct {
 	TTLDays       int           `yaml:"ttl_days" help:"drop rows older than this many days (modern profile only; 0 keeps forever)"`
 	MaxBatchRows  int           `yaml:"max_batch_rows" help:"rows per INSERT block; larger writes are split"`
 	MaxBatchWait  time.Duration `yaml:"max_batch_wait" help:"longest time a Batcher holds rows before flushing"`
+	FlowInserts   int           `yaml:"flow_inserts" help:"concurrent INSERTs (connections) a flows block of at least 4096 rows is split into (1-3; 0 means 1)"`
 	DialTimeout   time.Duration `yaml:"dial_timeout" help:"timeout for connecting to the server"`
 	ReadTimeout   time.Duration `yaml:"read_timeout" help:"timeout for one server round trip"`
 	RetryInitial  time.Duration `yaml:"retry_initial" help:"first backoff after a failed insert"`
@@ -38,6 +39,7 @@ func DefaultConfig() Config {
 		TTLDays:       90,
 		MaxBatchRows:  50000,
 		MaxBatchWait:  time.Second,
+		FlowInserts:   2,
 		DialTimeout:   5 * time.Second,
 		ReadTimeout:   60 * time.Second,
 		RetryInitial:  100 * time.Millisecond,
@@ -71,6 +73,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatchRows <= 0 {
 		return errors.New("max_batch_rows: must be > 0")
+	}
+	if c.FlowInserts < 0 || c.FlowInserts > maxFlowInserts {
+		return fmt.Errorf("flow_inserts: want 0 to %d: %d", maxFlowInserts, c.FlowInserts)
 	}
 	if c.MaxBatchWait <= 0 {
 		return errors.New("max_batch_wait: must be > 0")

@@ -194,6 +194,7 @@ func TestConfigValidate(t *testing.T) {
 		"ttl_days:":       func(c *Config) { c.TTLDays = -1 },
 		"max_batch_rows:": func(c *Config) { c.MaxBatchRows = 0 },
 		"max_batch_wait:": func(c *Config) { c.MaxBatchWait = 0 },
+		"flow_inserts:":   func(c *Config) { c.FlowInserts = maxFlowInserts + 1 },
 		"retry_max:":      func(c *Config) { c.RetryMax = 1 },
 	} {
 		c := DefaultConfig()

@@ -29,10 +29,18 @@ func parseAddr(t *testing.T, s string) netip.Addr {
 	return a.Unmap()
 }
 
-func TestWriteFlowsReadBack(t *testing.T) {
+func TestWriteFlowsReadBack(t *testing.T) { testWriteFlowsReadBack(t, 1) }
+
+// Every block split into three concurrent INSERTs (parts of 2-3 rows).
+func TestWriteFlowsReadBackSplit(t *testing.T) { testWriteFlowsReadBack(t, 3) }
+
+func testWriteFlowsReadBack(t *testing.T, inserts int) {
 	cfg := testConfig(t)
 	cfg.MaxBatchRows = 7 // force several blocks
+	cfg.FlowInserts = inserts
 	w := openWriter(t, cfg)
+	w.splitMinRows = 1
+	batches0 := counterValue(batchesSent.WithLabelValues("flows"))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -156,6 +164,10 @@ FROM `+cfg.Database+`.flows ORDER BY first_seen_ns`)
 	}
 	if n != len(recs) {
 		t.Fatalf("read %d flows, wrote %d", n, len(recs))
+	}
+	// 17 and 13 rows in blocks of 7: 3 + 2 blocks, each cut into parts.
+	if got, want := counterValue(batchesSent.WithLabelValues("flows"))-batches0, float64(5*inserts); got != want {
+		t.Fatalf("%v flows INSERTs, want %v", got, want)
 	}
 
 	// matches: one row per IdentifierMatch.
