@@ -214,14 +214,7 @@ func CollectLive(ctx context.Context, cfg *Config, out transport.Writer, cnt *Co
 	if len(cfg.Collector.Interfaces) == 0 {
 		return fmt.Errorf("collector.interfaces: no interface to capture on (use --iface or --pcap)")
 	}
-	// The kernel must drop an idle entry (reporting it a last time) before
-	// the table exports the flow on idleness; otherwise the next poll would
-	// re-report the entry's cumulative counts as a new flow.
 	bcfg := cfg.BPF
-	if limit := cfg.Collector.IdleTimeout - 2*bcfg.PollInterval; bcfg.IdleTimeout > limit {
-		bcfg.IdleTimeout = max(limit, bcfg.PollInterval)
-		log.Info("bpf.idle_timeout lowered below collector.idle_timeout", "bpf_idle_timeout", bcfg.IdleTimeout)
-	}
 	probe, err := bpf.Load(bcfg)
 	if err != nil {
 		return err
@@ -233,7 +226,15 @@ func CollectLive(ctx context.Context, cfg *Config, out transport.Writer, cnt *Co
 		}
 	}
 	rw := NewRecordWriter(context.WithoutCancel(ctx), out, cfg.Kafka.BatchSize, counter(cnt, func(c *Counters) *atomic.Int64 { return &c.Collected }))
-	table := flow.NewTable(cfg.Collector.TableConfig(parse.Fill), func(rec *flowpb.FlowRecord) error { return rw.Emit(rec) })
+	tc := cfg.Collector.TableConfig(parse.Fill)
+	// Tombstones must outlive the kernel's last report of an entry, so a
+	// re-report after export is never taken for a new flow; and a FIN's
+	// grace must cover a poll, so the last ACK joins its flow.
+	tc.TombstoneTTL = max(2*tc.IdleTimeout+time.Minute, bcfg.IdleTimeout+2*bcfg.PollInterval+30*time.Second)
+	if tc.FinGrace <= bcfg.PollInterval {
+		tc.FinGrace = bcfg.PollInterval + time.Second
+	}
+	table := flow.NewTable(tc, func(rec *flowpb.FlowRecord) error { return rw.Emit(rec) })
 	log.Info("capturing", "interfaces", cfg.Collector.Interfaces)
 	var wg sync.WaitGroup
 	wg.Add(1)
