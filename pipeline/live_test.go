@@ -7,13 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/exfilwatch/exfilwatch/internal/netns"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -22,7 +22,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/exfilwatch/exfilwatch/eval"
@@ -58,7 +57,7 @@ func newLiveTopo(t testing.TB) *liveTopo {
 	for _, ns := range []string{tp.phone, tp.gw} {
 		liveIP(t, "netns", "add", ns)
 		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-		if err := liveInNS(ns, func() error {
+		if err := netns.Do(ns, func() error {
 			for _, f := range []string{"all", "default"} {
 				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+f+"/disable_ipv6", []byte("1"), 0o644); err != nil {
 					return err
@@ -74,30 +73,6 @@ func newLiveTopo(t testing.TB) *liveTopo {
 	liveIP(t, "-n", tp.gw, "link", "set", tp.gwIf, "up")
 	liveIP(t, "-n", tp.phone, "link", "set", tp.phoneIf, "up")
 	return tp
-}
-
-// liveInNS runs fn on an OS thread switched into network namespace ns. The
-// thread is never unlocked, so Go discards it afterwards instead of reusing
-// it in the wrong namespace; goroutines fn starts run on other threads (and
-// so in the test's namespace), but sockets and attachments made by fn itself
-// belong to ns.
-func liveInNS(ns string, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
 }
 
 // bpfCounters reads the probe's counters the way Prometheus scrapes them
@@ -276,7 +251,7 @@ func TestLiveEBPF(t *testing.T) {
 	defer stopLive()
 	collectDone := make(chan error, 1)
 	go func() {
-		collectDone <- liveInNS(tp.gw, func() error { return CollectLive(liveCtx, &cfg, rawW, cnt, log) })
+		collectDone <- netns.Do(tp.gw, func() error { return CollectLive(liveCtx, &cfg, rawW, cnt, log) })
 	}()
 	// Wait until the ingress program is on gwlab (TCX, or a TC filter on
 	// kernels without TCX).
@@ -459,7 +434,7 @@ func probeAttached(ns, ifname string) bool {
 		return true
 	}
 	found := false
-	_ = liveInNS(ns, func() error {
+	_ = netns.Do(ns, func() error {
 		ifc, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
