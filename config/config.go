@@ -67,6 +67,32 @@ func Fields(cfg any) []Field {
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 
 func walk(v reflect.Value, prefix, help string, out *[]Field) {
+	eachField(v, func(sf reflect.StructField, name string, inline bool, fv reflect.Value) {
+		if inline {
+			walk(fv, prefix, help, out)
+			return
+		}
+		key := name
+		if prefix != "" {
+			key = prefix + "." + name
+		}
+		if sf.Type.Kind() == reflect.Struct && !isLeafStruct(sf.Type) {
+			walk(fv, key, sf.Tag.Get("help"), out)
+			return
+		}
+		*out = append(*out, Field{
+			Key:  key,
+			Env:  "EXFILWATCH_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key)),
+			Flag: key,
+			Help: sf.Tag.Get("help"),
+			v:    fv,
+		})
+	})
+}
+
+// eachField calls fn for every exported field of struct v that the YAML
+// mapping does not skip, with its key name and whether it is inlined.
+func eachField(v reflect.Value, fn func(sf reflect.StructField, name string, inline bool, fv reflect.Value)) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
@@ -77,26 +103,7 @@ func walk(v reflect.Value, prefix, help string, out *[]Field) {
 		if name == "-" {
 			continue
 		}
-		fv := v.Field(i)
-		if inline {
-			walk(fv, prefix, help, out)
-			continue
-		}
-		key := name
-		if prefix != "" {
-			key = prefix + "." + name
-		}
-		if sf.Type.Kind() == reflect.Struct && !isLeafStruct(sf.Type) {
-			walk(fv, key, sf.Tag.Get("help"), out)
-			continue
-		}
-		*out = append(*out, Field{
-			Key:  key,
-			Env:  "EXFILWATCH_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(key)),
-			Flag: key,
-			Help: sf.Tag.Get("help"),
-			v:    fv,
-		})
+		fn(sf, name, inline, v.Field(i))
 	}
 }
 
@@ -188,22 +195,13 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string) error {
 }
 
 func collectFields(v reflect.Value, into map[string]reflect.Value) {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		if !sf.IsExported() {
-			continue
-		}
-		name, inline := yamlName(sf)
-		if name == "-" {
-			continue
-		}
+	eachField(v, func(_ reflect.StructField, name string, inline bool, fv reflect.Value) {
 		if inline {
-			collectFields(v.Field(i), into)
-			continue
+			collectFields(fv, into)
+			return
 		}
-		into[name] = v.Field(i)
-	}
+		into[name] = fv
+	})
 }
 
 func sortedKeys(m map[string]reflect.Value) []string {
@@ -452,29 +450,22 @@ func validate(v reflect.Value, path string, only []string) error {
 			}
 		}
 	}
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		if !sf.IsExported() || sf.Type.Kind() != reflect.Struct || isLeafStruct(sf.Type) {
-			continue
-		}
-		name, inline := yamlName(sf)
-		if name == "-" {
-			continue
+	var err error
+	eachField(v, func(sf reflect.StructField, name string, inline bool, fv reflect.Value) {
+		if err != nil || sf.Type.Kind() != reflect.Struct || isLeafStruct(sf.Type) {
+			return
 		}
 		p := path
 		if !inline {
 			if path == "" && len(only) > 0 && !slices.Contains(only, name) {
-				continue
+				return
 			}
 			if p != "" {
 				p += "."
 			}
 			p += name
 		}
-		if err := validate(v.Field(i), p, nil); err != nil {
-			return err
-		}
-	}
-	return nil
+		err = validate(fv, p, nil)
+	})
+	return err
 }

@@ -21,20 +21,10 @@ func Example(cfg any) []byte {
 
 func writeExample(b *bytes.Buffer, v reflect.Value, depth int) {
 	ind := strings.Repeat("  ", depth)
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		if !sf.IsExported() {
-			continue
-		}
-		name, inline := yamlName(sf)
-		if name == "-" {
-			continue
-		}
-		fv := v.Field(i)
+	eachField(v, func(sf reflect.StructField, name string, inline bool, fv reflect.Value) {
 		if inline {
 			writeExample(b, fv, depth)
-			continue
+			return
 		}
 		if help := sf.Tag.Get("help"); help != "" {
 			fmt.Fprintf(b, "%s# %s\n", ind, help)
@@ -45,10 +35,10 @@ func writeExample(b *bytes.Buffer, v reflect.Value, depth int) {
 			if depth == 0 {
 				b.WriteString("\n")
 			}
-			continue
+			return
 		}
 		fmt.Fprintf(b, "%s%s: %s\n", ind, name, exampleValue(fv))
-	}
+	})
 }
 
 func exampleValue(v reflect.Value) string {
