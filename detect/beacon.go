@@ -80,7 +80,7 @@ func (e *Engine) binLen() int64 { return int64(e.cfg.Beacon.Window) / 24 }
 
 // slot returns the slot of absolute bin b, clearing it if it held an older bin.
 func (p *pair) slot(b int64) int {
-	i := int(b % 24)
+	i := int((b%24 + 24) % 24) // records before 1970 give negative bins
 	if s := &p.slots[i]; int64(s.idx) != b {
 		p.sumConns -= s.conns
 		p.sumSecs -= s.secs
