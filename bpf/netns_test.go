@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"github.com/exfilwatch/exfilwatch/internal/netns"
 	"io"
@@ -109,32 +108,18 @@ type counts struct{ packets, bytes uint64 }
 func (c *capture) collect(t testing.TB) map[flow.Key]counts {
 	t.Helper()
 	out := map[flow.Key]counts{}
-	buf := make([]byte, 256)
-	tv := unix.NsecToTimeval((200 * time.Millisecond).Nanoseconds())
-	_ = unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	for {
-		n, from, err := unix.Recvfrom(c.fd, buf, unix.MSG_TRUNC)
-		if errors.Is(err, unix.EAGAIN) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("recvfrom: %v", err)
-		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
-		k, declared, ok := parseRef(buf[:min(n, len(buf))])
+	err := netns.EachReceived(c.fd, make([]byte, 256), 200*time.Millisecond, func(data []byte, n int) {
+		k, declared, ok := parseRef(data)
 		if !ok {
-			continue
+			return
 		}
 		e := out[k]
 		e.packets++
 		e.bytes += countedBytes(declared, n, 14)
 		out[k] = e
-	}
-	st, err := unix.GetsockoptTpacketStats(c.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
-	if err == nil && st.Drops != 0 {
-		t.Fatalf("capture dropped %d frames: reference incomplete", st.Drops)
+	})
+	if err != nil {
+		t.Fatalf("reference capture: %v", err)
 	}
 	return out
 }

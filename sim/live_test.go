@@ -83,27 +83,14 @@ func (c *capture) frames(t testing.TB) [][]byte {
 	t.Helper()
 	var out [][]byte
 	buf := make([]byte, 1<<16)
-	tv := unix.NsecToTimeval((300 * time.Millisecond).Nanoseconds())
-	_ = unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	for {
-		n, from, err := unix.Recvfrom(c.fd, buf, unix.MSG_TRUNC)
-		if errors.Is(err, unix.EAGAIN) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("recvfrom: %v", err)
-		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
+	err := netns.EachReceived(c.fd, buf, 300*time.Millisecond, func(data []byte, n int) {
 		if n > len(buf) {
 			t.Fatalf("received frame of %d bytes, larger than the buffer", n)
 		}
-		out = append(out, append([]byte(nil), buf[:n]...))
-	}
-	st, err := unix.GetsockoptTpacketStats(c.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
-	if err == nil && st.Drops != 0 {
-		t.Fatalf("capture dropped %d frames: reference incomplete", st.Drops)
+		out = append(out, append([]byte(nil), data...))
+	})
+	if err != nil {
+		t.Fatalf("reference capture: %v", err)
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -82,3 +83,30 @@ func PacketSocket(ns, ifname string) (int, error) {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// EachReceived reads the frames arriving on packet socket fd until none has
+// come for quiet, and calls fn with each frame the interface received (its
+// own transmissions are skipped): data is the frame cut to len(buf), n its
+// full length. Frames the kernel dropped because the socket's buffer was
+// full make it return an error: the capture is then not a complete reference.
+func EachReceived(fd int, buf []byte, quiet time.Duration, fn func(data []byte, n int)) error {
+	tv := unix.NsecToTimeval(quiet.Nanoseconds())
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	for {
+		n, from, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC)
+		if errors.Is(err, unix.EAGAIN) {
+			st, err := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+			if err == nil && st.Drops != 0 {
+				return fmt.Errorf("capture dropped %d frames", st.Drops)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("recvfrom: %w", err)
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		fn(buf[:min(n, len(buf))], n)
+	}
+}
