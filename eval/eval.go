@@ -281,7 +281,7 @@ func (r Report) Print(w io.Writer) {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintf(w, "\n%d alerts; %d leaks hidden inside encrypted payloads (no gateway can observe them; not scored)\n", r.Alerts, r.Unobserved)
+	fmt.Fprintf(w, "\n%d alert messages scored; %d leaks hidden inside encrypted payloads (no gateway can observe them; not scored)\n", r.Alerts, r.Unobserved)
 }
 
 // Threshold is a minimum score, e.g. recall of identifier_leak >= 0.99.
