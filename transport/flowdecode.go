@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/exfilwatch/exfilwatch/internal/strarena"
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
 
@@ -23,15 +24,25 @@ import (
 // the pointers). Byte fields are carved from one arena with capped capacity,
 // so a stage appending to one cannot clobber another. Strings are immutable:
 // short ones are interned (gateway names, SNIs, geo and device fields repeat
-// from record to record), long or unique ones (ids) are allocated.
+// from record to record); unique ones (record id, Community ID, HTTP path,
+// long values) are carved from an append-only string arena (strarena), which
+// never rewrites bytes it handed out, so a stage may keep any string past
+// the record (a retained string pins at most one strarena.SlabSize slab).
+// Interning these instead would miss nearly always, and a fixed-size form
+// would change the schema's Go types; the arena costs one 1 KiB allocation
+// per ~16 records.
+//
+// A flowDecoder (its arenas included) belongs to one goroutine: Run decodes
+// on its fetching goroutine only.
 //
 // Anything the fast path does not handle exactly as proto.Unmarshal would
 // (unknown fields, groups, a known field with an unexpected wire type,
 // invalid UTF-8, malformed input) makes decode fall back to proto.Unmarshal,
 // so results and errors are always those of proto.Unmarshal.
 type flowDecoder struct {
-	arena []byte
+	arena []byte // byte fields; rewritten by every decode
 	strs  map[string]string
+	sa    strarena.Arena // non-interned strings; never rewritten
 
 	dns                     *flowpb.DNSInfo
 	tls                     *flowpb.TLSInfo
@@ -178,8 +189,9 @@ func (f *fields) next() bool {
 // done reports whether the walk ended at the end of the input.
 func (f *fields) done() bool { return !f.bad && len(f.b) == 0 }
 
-// str returns v as a string, interned when short; ok is false for invalid
-// UTF-8 (proto3 strings must be valid; proto.Unmarshal reports the error).
+// str returns v as a string, interned when short and asked for, else carved
+// from the string arena; ok is false for invalid UTF-8 (proto3 strings must
+// be valid; proto.Unmarshal reports the error).
 func (d *flowDecoder) str(v []byte, intern bool) (string, bool) {
 	if !utf8.Valid(v) {
 		return "", false
@@ -188,7 +200,7 @@ func (d *flowDecoder) str(v []byte, intern bool) (string, bool) {
 		return "", true
 	}
 	if !intern || len(v) > d.internMaxLen {
-		return string(v), true
+		return d.sa.String(v), true
 	}
 	if s, ok := d.strs[string(v)]; ok {
 		return s, true

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/exfilwatch/exfilwatch/internal/strarena"
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
 
@@ -201,5 +203,92 @@ func BenchmarkFlowDecoder(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// distinctFlow is sampleFlow(i) with a unique id and Community ID and an
+// HTTP request, so every string the decoder does not intern differs from
+// the previous record's.
+func distinctFlow(i int) *flowpb.FlowRecord {
+	r := sampleFlow(i % 512)
+	r.Id = fmt.Sprintf("gw-lab-1/%016x", uint64(i)*0x9e3779b97f4a7c15)
+	r.CommunityId = fmt.Sprintf("1:%028d", i)
+	r.Http = &flowpb.HTTPInfo{Method: "POST", Host: "api.example.com", Path: fmt.Sprintf("/v1/upload?n=%d", i)}
+	return r
+}
+
+// TestFlowDecoderStringsOutliveRecords: strings taken from decoded records
+// (as a detector keeping state, or an alert keeping a flow id, does) still
+// equal their original values after the same decoder and message decoded
+// 100k more records from a reused input buffer.
+func TestFlowDecoderStringsOutliveRecords(t *testing.T) {
+	d := newFlowDecoder()
+	into := &flowpb.FlowRecord{}
+	var buf []byte
+	type kept struct{ id, cid, path, wantID, wantCID, wantPath string }
+	var keep []kept
+	for i := 0; i <= 100_000; i++ {
+		rec := distinctFlow(i)
+		var err error
+		if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf[:0], rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.decode(buf, into); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 || i%997 == 0 {
+			keep = append(keep, kept{into.Id, into.CommunityId, into.GetHttp().GetPath(), rec.Id, rec.CommunityId, rec.Http.Path})
+		}
+		clear(buf) // the decoder must not alias its input either
+	}
+	for _, k := range keep {
+		if k.id != k.wantID || k.cid != k.wantCID || k.path != k.wantPath {
+			t.Fatalf("retained strings changed: %q %q %q, want %q %q %q", k.id, k.cid, k.path, k.wantID, k.wantCID, k.wantPath)
+		}
+	}
+	if d.fallbacks != 0 {
+		t.Fatalf("%d fallbacks", d.fallbacks)
+	}
+}
+
+// TestFlowDecoderNoAllocs: in steady state decoding a record allocates
+// nothing but, every ~16 records, one string-arena slab.
+func TestFlowDecoderNoAllocs(t *testing.T) {
+	const n = 64
+	bufs := make([][]byte, n)
+	strBytes := 0
+	for i := range bufs {
+		r := distinctFlow(i)
+		bufs[i] = mustMarshal(r)
+		strBytes += len(r.Id) + len(r.CommunityId) + len(r.Http.Path)
+	}
+	d, into := newFlowDecoder(), &flowpb.FlowRecord{}
+	var i int
+	one := func() {
+		if err := d.decode(bufs[i%n], into); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	for range n { // warm: interned values, pooled sub-messages
+		one()
+	}
+	if a := testing.AllocsPerRun(10*n, one); a != 0 {
+		t.Errorf("%v allocations per decode", a)
+	}
+	// Exactly: at most one slab per SlabSize bytes of strings (plus one
+	// partly filled), never one allocation per string.
+	const rounds = 50
+	slabs := d.sa.Slabs
+	a := testing.AllocsPerRun(rounds, func() {
+		for range n {
+			one()
+		}
+	})
+	if limit := float64(strBytes/strarena.SlabSize + 1); a > limit {
+		t.Errorf("%v allocations per %d records, want at most %v", a, n, limit)
+	}
+	if got := d.sa.Slabs - slabs; got < (rounds+1)*strBytes/strarena.SlabSize {
+		t.Errorf("%d slabs for %d bytes of strings: slabs reused?", got, (rounds+1)*strBytes)
 	}
 }
