@@ -12,6 +12,7 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/exfilwatch/exfilwatch/collector/communityid"
+	"github.com/exfilwatch/exfilwatch/internal/strarena"
 	"github.com/exfilwatch/exfilwatch/schema"
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
@@ -146,9 +147,17 @@ type entry struct {
 	startNs    int64 // first packet of the current record
 	lastNs     int64
 	seq        uint32 // records exported so far
-	cid        string
+	cid        cidBuf
 	sides      [2]side
 }
+
+// cidBuf is a flow's rendered Community ID, kept by value in its entry (and
+// tombstone): a long-lived flow then pins no string, hence no arena slab.
+// Each record gets its own copy carved from the table's string arena.
+type cidBuf [communityid.Size]byte
+
+// ok reports whether the ID was computed (a rendered ID starts with "1:").
+func (c *cidBuf) ok() bool { return c[0] != 0 }
 
 // Table aggregates packets or kernel counters into bidirectional flows and
 // exports finished flows as FlowRecords. It is safe for concurrent use.
@@ -175,7 +184,12 @@ type Table struct {
 	snipTimes []int64
 	ifBuf     []string
 	scratch   []byte
-	stats     TableStats
+	// strs holds the records' id and Community ID strings: emit callees
+	// may keep them (proto.Clone shares strings), so they are carved from
+	// an append-only arena, never rewritten, rather than reused buffers;
+	// a retained one pins at most one strarena.SlabSize slab. Guarded by mu.
+	strs  strarena.Arena
+	stats TableStats
 }
 
 // NewTable returns an empty table that hands finished records to emit.
@@ -328,7 +342,6 @@ func (t *Table) remove(i int32) {
 	}
 	t.idx.del(t.ents, i)
 	e.used = false
-	e.cid = ""
 	t.free = append(t.free, i)
 }
 
@@ -612,7 +625,7 @@ func (t *Table) export(i int32, r flowpb.EndReason, now int64) error {
 			}
 		}
 	}
-	if e.cid == "" {
+	if !e.cid.ok() {
 		a, b := k.Src[:], k.Dst[:]
 		if k.IPVersion == 4 {
 			a, b = k.Src[12:], k.Dst[12:]
@@ -631,7 +644,7 @@ func (t *Table) export(i int32, r flowpb.EndReason, now int64) error {
 				}
 			}
 		}
-		e.cid = t.cid.String(a, b, k.Proto, ps, pd)
+		t.cid.Append(e.cid[:0], a, b, k.Proto, ps, pd) // fills exactly Size bytes
 	}
 
 	rec := &t.rec
@@ -663,7 +676,7 @@ func (t *Table) export(i int32, r flowpb.EndReason, now int64) error {
 	} else {
 		rec.SrcMac = rec.SrcMac[:0]
 	}
-	rec.CommunityId = e.cid
+	rec.CommunityId = t.strs.String(e.cid[:])
 	rec.EndReason = r
 	rec.Fragments = so.Fragments + si.Fragments
 	rec.Dns, rec.Tls, rec.Http, rec.Enrichment = nil, nil, nil, nil
@@ -680,7 +693,7 @@ func (t *Table) export(i int32, r flowpb.EndReason, now int64) error {
 	h := xxh3.Hash128(t.scratch).Bytes()
 	var hx [32]byte
 	hex.Encode(hx[:], h[:])
-	rec.Id = string(hx[:])
+	rec.Id = t.strs.String(hx[:])
 	e.seq++
 
 	if t.cfg.Parse != nil {

@@ -27,7 +27,7 @@ type tomb struct {
 	expires    int64
 	firstNs    int64  // the flow's first packet: record ids continue from it
 	seq        uint32 // records exported so far
-	cid        string // Community ID: a resumed flow need not hash again
+	cid        cidBuf // Community ID: a resumed flow need not hash again
 	opener     uint8
 	openerSure bool
 	sides      [2]tombSide
