@@ -3,6 +3,7 @@ package transport
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -180,8 +181,13 @@ func FuzzFlowDecoder(f *testing.F) {
 		d := newFlowDecoder()
 		into := &flowpb.FlowRecord{}
 		checkDecode(t, d, into, a)
+		id, cid := into.Id, into.CommunityId // kept past the record, as a stage may
+		wantID, wantCID := strings.Clone(id), strings.Clone(cid)
 		checkDecode(t, d, into, b)
 		checkDecode(t, d, into, append(append([]byte(nil), a...), b...))
+		if id != wantID || cid != wantCID {
+			t.Fatalf("strings kept from the first record changed: %q %q, want %q %q", id, cid, wantID, wantCID)
+		}
 	})
 }
 
