@@ -30,7 +30,7 @@ import (
 // the record (a retained string pins at most one strarena.SlabSize slab).
 // Interning these instead would miss nearly always, and a fixed-size form
 // would change the schema's Go types; the arena costs one 1 KiB allocation
-// per ~16 records.
+// per ~20 records (BenchmarkFlowDecoder: 2 -> 0 allocs/op, 56 -> 51 B/op).
 //
 // A flowDecoder (its arenas included) belongs to one goroutine: Run decodes
 // on its fetching goroutine only.

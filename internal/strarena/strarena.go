@@ -22,9 +22,10 @@ import "unsafe"
 
 const (
 	// SlabSize bounds the memory a single retained string can pin. With
-	// ~30-byte ids and Community IDs a slab serves ~16 records (~0.06
-	// allocations per record); larger slabs amortise little more but pin
-	// more (BenchmarkSlabSize).
+	// ~30-byte ids and Community IDs a slab serves 16-20 records (0.05-0.06
+	// allocations per record). BenchmarkSlabSize: 256 B to 16 KiB slabs
+	// cost the same per string within noise (about half a string
+	// allocation), so the size is set by retention, not speed.
 	SlabSize = 1024
 	// MaxLen is the longest string carved from a slab; longer ones are
 	// allocated on their own (they gain little from amortising, and this
