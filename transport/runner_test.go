@@ -353,3 +353,40 @@ func TestRunSinkRetriesThenCommits(t *testing.T) {
 		t.Fatalf("%d dead letters, want 1", len(dls))
 	}
 }
+
+// TestRunStageKeepsStrings: a stage may keep the id and Community ID of
+// input records (as detectors do in alerts) although Run reuses the input
+// message and its decoder: after 5000 more records they are unchanged.
+func TestRunStageKeepsStrings(t *testing.T) {
+	const n = 5000
+	log := &memLog{}
+	for i := 0; i < n; i++ {
+		r := distinctFlow(i)
+		log.append(r.SrcAddr, mustMarshal(r))
+	}
+	var ids, cids []string // written by Process only, read after Run returns
+	st := Stage[*flowpb.FlowRecord, *flowpb.FlowRecord]{
+		Name: "test-keep",
+		Process: func(_ context.Context, in *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
+			ids, cids = append(ids, in.Id), append(cids, in.CommunityId)
+			emit(in)
+			return nil
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, testConfig(), log.reader(64), &memWriter{}, &memWriter{}, st) }()
+	waitFor(t, "all records committed", func() bool { log.mu.Lock(); defer log.mu.Unlock(); return log.committed == n })
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(ids) != n {
+		t.Fatalf("%d records processed, want %d", len(ids), n)
+	}
+	for i := range ids {
+		if w := distinctFlow(i); ids[i] != w.Id || cids[i] != w.CommunityId {
+			t.Fatalf("record %d: kept %q %q, want %q %q", i, ids[i], cids[i], w.Id, w.CommunityId)
+		}
+	}
+}
