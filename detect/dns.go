@@ -157,7 +157,7 @@ func (e *Engine) dnsTunnel(d *device, rec *flowpb.FlowRecord, ts int64, emit fun
 		return
 	}
 	dst := destination(rec)
-	dst.Host = domain
+	dst.Host = strings.Clone(domain) // may be a slice of an arena string
 	evidence := []*flowpb.Evidence{
 		ev("trigger", reason),
 		ev("domain", domain),

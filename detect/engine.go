@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/exfilwatch/exfilwatch/schema"
@@ -218,7 +219,7 @@ func (e *Engine) device(rec *flowpb.FlowRecord, ts int64) *device {
 		dev = e.devices.get(h)
 		if dev == nil {
 			e.makeRoom()
-			dev = &device{id: id}
+			dev = &device{id: strings.Clone(id)} // outlives the record: see FlowIds
 			e.devices.put(h, dev)
 		}
 		// Model and group may be corrected by enrich over time: take the
@@ -391,7 +392,9 @@ func (e *Engine) bump(det detector, ts int64, rec *flowpb.FlowRecord, bytes uint
 		a.FirstSeenNs = ts
 	}
 	if rec != nil && len(a.FlowIds) < e.cfg.MaxFlowIDs && rec.Id != "" {
-		a.FlowIds = append(a.FlowIds, rec.Id)
+		// Cloned: decoded strings share arena blocks, and an open alert
+		// outlives its record, so it must not pin the block.
+		a.FlowIds = append(a.FlowIds, strings.Clone(rec.Id))
 	}
 	e.cnt.suppressed[det]++
 	oa.dirty = true
@@ -447,7 +450,7 @@ func (e *Engine) raise(det detector, d *device, ts, windowStart, closeAt int64, 
 		CreatedNs:     ts,
 	}
 	if rec != nil && rec.Id != "" {
-		a.FlowIds = append(make([]string, 0, e.cfg.MaxFlowIDs), rec.Id)
+		a.FlowIds = append(make([]string, 0, e.cfg.MaxFlowIDs), strings.Clone(rec.Id))
 	}
 	if len(e.open) >= e.cfg.MaxOpenAlerts {
 		e.closeOldest(emit)
@@ -477,7 +480,7 @@ func destination(rec *flowpb.FlowRecord) *flowpb.Destination {
 	return &flowpb.Destination{
 		Addr:    append([]byte(nil), rec.DstAddr...),
 		Port:    rec.DstPort,
-		Host:    host(rec),
+		Host:    strings.Clone(host(rec)), // kept by the alert: see FlowIds
 		Country: g.GetCountry(),
 		Asn:     g.GetAsn(),
 		Org:     g.GetOrg(),
