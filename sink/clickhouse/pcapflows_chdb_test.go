@@ -43,6 +43,10 @@ func pcapFlows(t *testing.T) []*flowpb.FlowRecord {
 			t.Fatal(err)
 		}
 		cfg := collector.DefaultConfig()
+		// The captures' client sides stand for the lab, so their flows are
+		// outbound as the queries expect (192.168.56.101 talks TLS without
+		// SNI: a destination known by its address only).
+		cfg.LabSubnets = []string{"10.0.0.0/8", "192.168.56.1/32", "2600:1f13::/32", "82.239.54.0/24"}
 		_, err = collector.ReadPcap(context.Background(), f, cfg, func(r *flowpb.FlowRecord) error {
 			w.Enrich(r)
 			out = append(out, proto.Clone(r).(*flowpb.FlowRecord))

@@ -43,10 +43,23 @@ func loadSavedQuery(t *testing.T, file string) string {
 	return string(src)
 }
 
-// savedQueryCases covers every file in deploy/clickhouse/queries for the
-// records of queryDataset (all of them inside [from, to)).
-func savedQueryCases(recs []*flowpb.FlowRecord) []savedQuery {
-	from, to := qT0.Add(-30*24*time.Hour), qT0.Add(8*24*time.Hour)
+// queryWindow holds the parameters the cases pass: every record must lie
+// in [from, to); now ends the first-seen week; country is the egress one;
+// top is the destinations per model.
+type queryWindow struct {
+	from, to, now time.Time
+	country       string
+	top           int
+}
+
+func datasetWindow() queryWindow {
+	return queryWindow{from: qT0.Add(-30 * 24 * time.Hour), to: qT0.Add(8 * 24 * time.Hour), now: qT0.Add(7 * 24 * time.Hour), country: "CN", top: 2}
+}
+
+// savedQueryCases covers every file in deploy/clickhouse/queries for recs
+// (queryDataset, or any records inside the window).
+func savedQueryCases(recs []*flowpb.FlowRecord, win queryWindow) []savedQuery {
+	from, to := win.from, win.to
 	outbound := func(r *flowpb.FlowRecord) bool { return r.Direction == flowpb.Direction_DIRECTION_OUTBOUND }
 	var cases []savedQuery
 
@@ -61,7 +74,7 @@ func savedQueryCases(recs []*flowpb.FlowRecord) []savedQuery {
 		}
 		m := map[[2]string]*agg{}
 		for _, r := range recs {
-			for _, x := range r.Enrichment.Matches {
+			for _, x := range r.GetEnrichment().GetMatches() {
 				k := [2]string{x.DeviceId, x.IdentifierType}
 				a := m[k]
 				if a == nil {
@@ -75,7 +88,7 @@ func savedQueryCases(recs []*flowpb.FlowRecord) []savedQuery {
 				a.flows = append(a.flows, r.Id)
 				a.dests = append(a.dests, dest(r))
 				a.forms = append(a.forms, x.Form)
-				a.senders = append(a.senders, r.Enrichment.Device.Id)
+				a.senders = append(a.senders, r.GetEnrichment().GetDevice().GetId())
 				a.first, a.last = min(a.first, r.FirstSeenNs), max(a.last, r.FirstSeenNs)
 			}
 		}
@@ -107,25 +120,27 @@ func savedQueryCases(recs []*flowpb.FlowRecord) []savedQuery {
 	{
 		type agg struct {
 			dev, model, dst, org string
+			asn                  uint32
 			n                    int
 			out, in, matches     uint64
 			first, last          int64
 		}
 		m := map[[2]string]*agg{}
 		for _, r := range recs {
-			if !outbound(r) || r.Enrichment.DstGeo.Country != "CN" {
+			if !outbound(r) || r.GetEnrichment().GetDstGeo().GetCountry() != win.country {
 				continue
 			}
-			k := [2]string{r.Enrichment.Device.Id, dest(r)}
+			k := [2]string{r.GetEnrichment().GetDevice().GetId(), dest(r)}
 			a := m[k]
 			if a == nil {
-				a = &agg{dev: k[0], model: r.Enrichment.Device.Model, dst: k[1], org: r.Enrichment.DstGeo.Org, first: math.MaxInt64}
+				a = &agg{dev: k[0], model: r.GetEnrichment().GetDevice().GetModel(), dst: k[1], org: r.GetEnrichment().GetDstGeo().GetOrg(),
+					asn: r.GetEnrichment().GetDstGeo().GetAsn(), first: math.MaxInt64}
 				m[k] = a
 			}
 			a.n++
 			a.out += r.BytesOut
 			a.in += r.BytesIn
-			a.matches += uint64(len(r.Enrichment.Matches))
+			a.matches += uint64(len(r.GetEnrichment().GetMatches()))
 			a.first, a.last = min(a.first, r.FirstSeenNs), max(a.last, r.FirstSeenNs)
 		}
 		var aggs []*agg
@@ -140,16 +155,16 @@ func savedQueryCases(recs []*flowpb.FlowRecord) []savedQuery {
 		})
 		var want [][]string
 		for _, a := range aggs {
-			want = append(want, []string{a.dev, a.model, a.dst, a.org, "64500", fmt.Sprint(a.n), fmt.Sprint(a.out), fmt.Sprint(a.in),
+			want = append(want, []string{a.dev, a.model, a.dst, a.org, fmt.Sprint(a.asn), fmt.Sprint(a.n), fmt.Sprint(a.out), fmt.Sprint(a.in),
 				fmt.Sprint(a.matches), ts(a.first), ts(a.last)})
 		}
 		cases = append(cases, savedQuery{name: "egress_to_country", file: "egress_to_country.sql",
-			params: map[string]any{"country": "CN", "from": from, "to": to}, want: want})
+			params: map[string]any{"country": win.country, "from": from, "to": to}, want: want})
 	}
 
 	// first_seen_destinations
 	{
-		now := qT0.Add(7 * 24 * time.Hour)
+		now := win.now
 		type agg struct {
 			dst          string
 			first, last  int64
@@ -169,8 +184,8 @@ func savedQueryCases(recs []*flowpb.FlowRecord) []savedQuery {
 			}
 			a.first, a.last = min(a.first, r.FirstSeenNs), max(a.last, r.FirstSeenNs)
 			a.n++
-			a.devs = append(a.devs, r.Enrichment.Device.Id)
-			a.models = append(a.models, r.Enrichment.Device.Model)
+			a.devs = append(a.devs, r.GetEnrichment().GetDevice().GetId())
+			a.models = append(a.models, r.GetEnrichment().GetDevice().GetModel())
 			a.out += r.BytesOut
 		}
 		var aggs []*agg
@@ -236,15 +251,15 @@ func savedQueryCases(recs []*flowpb.FlowRecord) []savedQuery {
 			if !outbound(r) {
 				continue
 			}
-			k := [2]string{r.Enrichment.Device.Model, dest(r)}
+			k := [2]string{r.GetEnrichment().GetDevice().GetModel(), dest(r)}
 			a := m[k]
 			if a == nil {
-				a = &agg{model: k[0], dst: k[1], country: r.Enrichment.DstGeo.Country, org: r.Enrichment.DstGeo.Org}
+				a = &agg{model: k[0], dst: k[1], country: r.GetEnrichment().GetDstGeo().GetCountry(), org: r.GetEnrichment().GetDstGeo().GetOrg()}
 				m[k] = a
 			}
 			a.out += r.BytesOut
 			a.n++
-			a.devs = append(a.devs, r.Enrichment.Device.Id)
+			a.devs = append(a.devs, r.GetEnrichment().GetDevice().GetId())
 		}
 		var aggs []*agg
 		for _, a := range m {
@@ -259,7 +274,7 @@ func savedQueryCases(recs []*flowpb.FlowRecord) []savedQuery {
 			}
 			return aggs[i].dst < aggs[j].dst
 		})
-		const top = 2
+		top := win.top
 		var want [][]string
 		per := map[string]int{}
 		for _, a := range aggs {
@@ -287,10 +302,10 @@ func beaconWant(recs []*flowpb.FlowRecord, minConns int, minScore float64) [][]s
 		if r.Direction != flowpb.Direction_DIRECTION_OUTBOUND {
 			continue
 		}
-		k := [2]string{r.Enrichment.Device.Id, dest(r)}
+		k := [2]string{r.GetEnrichment().GetDevice().GetId(), dest(r)}
 		p := m[k]
 		if p == nil {
-			p = &pair{dev: k[0], model: r.Enrichment.Device.Model, dst: k[1]}
+			p = &pair{dev: k[0], model: r.GetEnrichment().GetDevice().GetModel(), dst: k[1]}
 			m[k] = p
 		}
 		p.times = append(p.times, r.FirstSeenNs)

@@ -149,7 +149,17 @@ func fmtVal(v any) string {
 
 func ts(ns int64) string { return time.Unix(0, ns).UTC().Truncate(time.Second).Format(time.DateTime) }
 
-func dest(r *flowpb.FlowRecord) string { return r.Tls.Sni }
+// dest is what the saved queries group by: the host the sink stores (TLS
+// SNI, else HTTP host, else DNS name), else the remote address the way
+// IPv6NumToString prints it.
+func dest(r *flowpb.FlowRecord) string {
+	for _, h := range []string{r.GetTls().GetSni(), r.GetHttp().GetHost(), r.GetDns().GetQueryName()} {
+		if h != "" {
+			return h
+		}
+	}
+	return netip.AddrFrom16([16]byte(r.DstAddr)).String()
+}
 
 func sortedUniq(s []string) []string {
 	s = slices.Clone(s)
@@ -199,7 +209,7 @@ func TestSavedQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	for _, c := range savedQueryCases(recs) {
+	for _, c := range savedQueryCases(recs, datasetWindow()) {
 		t.Run(c.name, func(t *testing.T) {
 			got := runQuery(t, conn, c.file, c.params)
 			compareRows(t, c.name, got, c.want)
