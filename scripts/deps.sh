@@ -30,3 +30,16 @@ if ! python3 -c 'import communityid' >/dev/null 2>&1; then
   echo "deps: installing communityid from PyPI" >&2
   python3 -m pip install -q communityid==1.5.0
 fi
+
+# chdb: ClickHouse 26.9's engine in-process (PyPI chdb-core), so the sink's
+# tests run the modern DDL profile and the saved queries on a current
+# ClickHouse (sink/clickhouse/profiles_chdb_test.go); Debian has no current
+# server. In its own venv under var/ (gitignored); --no-deps: the tests use
+# the engine only, not the pandas/pyarrow front ends (about 250 MB).
+chdb_venv="$(cd "$(dirname "$0")/.." && pwd)/var/chdb-venv"
+if ! "$chdb_venv/bin/python" -c 'import importlib.metadata as m, sys, chdb; sys.exit(m.version("chdb-core") != "26.9.0")' >/dev/null 2>&1; then
+  echo "deps: installing chdb-core 26.9.0 into $chdb_venv" >&2
+  python3 -m venv "$chdb_venv"
+  "$chdb_venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps chdb-core==26.9.0
+  "$chdb_venv/bin/python" -c 'import chdb; chdb.query("SELECT 1")'
+fi

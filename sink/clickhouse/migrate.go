@@ -166,6 +166,26 @@ func DetectProfile(ctx context.Context, conn driver.Conn, forced string) (Profil
 	return ProfileFor(v), v, nil
 }
 
+// bootstrapStatements create the database and its schema_migrations table;
+// Migrate runs them before any migration (both profiles: tests run them on
+// 18.16 and on a current engine).
+func bootstrapStatements(db string) []string {
+	return []string{
+		"CREATE DATABASE IF NOT EXISTS " + db,
+		`CREATE TABLE IF NOT EXISTS ` + db + `.schema_migrations
+(
+    version        UInt32,
+    name           String,
+    checksum       String,
+    profile        String,
+    server_version String,
+    applied_at     DateTime
+)
+ENGINE = ReplacingMergeTree
+ORDER BY version`,
+	}
+}
+
 // Migrate creates cfg.Database if missing and applies the migrations not yet
 // recorded in its schema_migrations table, in order. It is idempotent: on a
 // migrated database it applies nothing and returns no versions. Statements
@@ -179,21 +199,10 @@ func Migrate(ctx context.Context, conn driver.Conn, cfg Config) (applied []int, 
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	db := cfg.Database
-	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
-		return nil, fmt.Errorf("migrate: create database %s: %w", db, err)
-	}
-	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+db+`.schema_migrations
-(
-    version        UInt32,
-    name           String,
-    checksum       String,
-    profile        String,
-    server_version String,
-    applied_at     DateTime
-)
-ENGINE = ReplacingMergeTree
-ORDER BY version`); err != nil {
-		return nil, fmt.Errorf("migrate: create %s.schema_migrations: %w", db, err)
+	for i, stmt := range bootstrapStatements(db) {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return nil, fmt.Errorf("migrate: bootstrap %s statement %d: %w", db, i+1, err)
+		}
 	}
 	done, err := AppliedMigrations(ctx, conn, db)
 	if err != nil {
@@ -239,8 +248,7 @@ ORDER BY version`); err != nil {
 
 // AppliedMigrations lists schema_migrations, one row per version.
 func AppliedMigrations(ctx context.Context, conn driver.Conn, database string) ([]AppliedMigration, error) {
-	rows, err := conn.Query(ctx, `SELECT version, name, checksum, profile, server_version, applied_at
-FROM `+database+`.schema_migrations FINAL ORDER BY version`)
+	rows, err := conn.Query(ctx, appliedMigrationsSQL(database))
 	if err != nil {
 		return nil, fmt.Errorf("read %s.schema_migrations: %w", database, err)
 	}
@@ -259,4 +267,9 @@ FROM `+database+`.schema_migrations FINAL ORDER BY version`)
 		return nil, fmt.Errorf("read schema_migrations: %w", err)
 	}
 	return out, nil
+}
+
+func appliedMigrationsSQL(db string) string {
+	return `SELECT version, name, checksum, profile, server_version, applied_at
+FROM ` + db + `.schema_migrations FINAL ORDER BY version`
 }

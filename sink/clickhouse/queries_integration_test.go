@@ -6,11 +6,8 @@ import (
 	"hash/fnv"
 	"math"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -106,19 +103,8 @@ func queryDataset() []*flowpb.FlowRecord {
 // formatted as strings (DateTime as UTC text, floats with 3 decimals).
 func runQuery(t *testing.T, conn driver.Conn, file string, params map[string]any) [][]string {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("..", "..", "deploy", "clickhouse", "queries", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(string(src), "-- ") || !strings.Contains(string(src), "Parameters:") {
-		t.Errorf("%s: no header comment with parameters", file)
-	}
-	for _, p := range paramRE.FindAllStringSubmatch(string(src), -1) {
-		if !strings.Contains(string(src), "--   {"+p[1]+":"+p[2]+"}") {
-			t.Errorf("%s: parameter {%s:%s} not documented in the header", file, p[1], p[2])
-		}
-	}
-	sql, err := RenderQuery(string(src), params)
+	src := loadSavedQuery(t, file)
+	sql, err := RenderQuery(src, params)
 	if err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
@@ -163,7 +149,17 @@ func fmtVal(v any) string {
 
 func ts(ns int64) string { return time.Unix(0, ns).UTC().Truncate(time.Second).Format(time.DateTime) }
 
-func dest(r *flowpb.FlowRecord) string { return r.Tls.Sni }
+// dest is what the saved queries group by: the host the sink stores (TLS
+// SNI, else HTTP host, else DNS name), else the remote address the way
+// IPv6NumToString prints it.
+func dest(r *flowpb.FlowRecord) string {
+	for _, h := range []string{r.GetTls().GetSni(), r.GetHttp().GetHost(), r.GetDns().GetQueryName()} {
+		if h != "" {
+			return h
+		}
+	}
+	return netip.AddrFrom16([16]byte(r.DstAddr)).String()
+}
 
 func sortedUniq(s []string) []string {
 	s = slices.Clone(s)
@@ -213,291 +209,15 @@ func TestSavedQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	from, to := qT0.Add(-30*24*time.Hour), qT0.Add(8*24*time.Hour)
-	outbound := func(r *flowpb.FlowRecord) bool { return r.Direction == flowpb.Direction_DIRECTION_OUTBOUND }
-
-	t.Run("leaks_by_device_and_type", func(t *testing.T) {
-		type agg struct {
-			n, clear            int
-			flows, dests, forms []string
-			senders             []string
-			first, last         int64
-			owner, typ          string
-		}
-		m := map[[2]string]*agg{}
-		for _, r := range recs {
-			for _, x := range r.Enrichment.Matches {
-				k := [2]string{x.DeviceId, x.IdentifierType}
-				a := m[k]
-				if a == nil {
-					a = &agg{owner: k[0], typ: k[1], first: math.MaxInt64}
-					m[k] = a
-				}
-				a.n++
-				if x.Cleartext {
-					a.clear++
-				}
-				a.flows = append(a.flows, r.Id)
-				a.dests = append(a.dests, dest(r))
-				a.forms = append(a.forms, x.Form)
-				a.senders = append(a.senders, r.Enrichment.Device.Id)
-				a.first, a.last = min(a.first, r.FirstSeenNs), max(a.last, r.FirstSeenNs)
+	for _, c := range savedQueryCases(recs, datasetWindow()) {
+		t.Run(c.name, func(t *testing.T) {
+			got := runQuery(t, conn, c.file, c.params)
+			compareRows(t, c.name, got, c.want)
+			if c.check != nil {
+				c.check(t, got)
 			}
-		}
-		var aggs []*agg
-		for _, a := range m {
-			aggs = append(aggs, a)
-		}
-		sort.Slice(aggs, func(i, j int) bool {
-			if aggs[i].n != aggs[j].n {
-				return aggs[i].n > aggs[j].n
-			}
-			if aggs[i].owner != aggs[j].owner {
-				return aggs[i].owner < aggs[j].owner
-			}
-			return aggs[i].typ < aggs[j].typ
 		})
-		var want [][]string
-		for _, a := range aggs {
-			d := sortedUniq(a.dests)
-			want = append(want, []string{a.owner, a.typ, fmt.Sprint(a.n), fmt.Sprint(len(sortedUniq(a.flows))), fmt.Sprint(len(d)),
-				fmt.Sprint(a.clear), fmt.Sprint(sortedUniq(a.forms)), fmt.Sprint(sortedUniq(a.senders)), fmt.Sprint(d[:min(10, len(d))]),
-				ts(a.first), ts(a.last)})
-		}
-		compareRows(t, "leaks", runQuery(t, conn, "leaks_by_device_and_type.sql", map[string]any{"from": from, "to": to}), want)
-	})
-
-	t.Run("egress_to_country", func(t *testing.T) {
-		type agg struct {
-			dev, model, dst, org string
-			n                    int
-			out, in, matches     uint64
-			first, last          int64
-		}
-		m := map[[2]string]*agg{}
-		for _, r := range recs {
-			if !outbound(r) || r.Enrichment.DstGeo.Country != "CN" {
-				continue
-			}
-			k := [2]string{r.Enrichment.Device.Id, dest(r)}
-			a := m[k]
-			if a == nil {
-				a = &agg{dev: k[0], model: r.Enrichment.Device.Model, dst: k[1], org: r.Enrichment.DstGeo.Org, first: math.MaxInt64}
-				m[k] = a
-			}
-			a.n++
-			a.out += r.BytesOut
-			a.in += r.BytesIn
-			a.matches += uint64(len(r.Enrichment.Matches))
-			a.first, a.last = min(a.first, r.FirstSeenNs), max(a.last, r.FirstSeenNs)
-		}
-		var aggs []*agg
-		for _, a := range m {
-			aggs = append(aggs, a)
-		}
-		sort.Slice(aggs, func(i, j int) bool {
-			if aggs[i].out != aggs[j].out {
-				return aggs[i].out > aggs[j].out
-			}
-			return aggs[i].dev+aggs[i].dst < aggs[j].dev+aggs[j].dst
-		})
-		var want [][]string
-		for _, a := range aggs {
-			want = append(want, []string{a.dev, a.model, a.dst, a.org, "64500", fmt.Sprint(a.n), fmt.Sprint(a.out), fmt.Sprint(a.in),
-				fmt.Sprint(a.matches), ts(a.first), ts(a.last)})
-		}
-		compareRows(t, "egress", runQuery(t, conn, "egress_to_country.sql", map[string]any{"country": "CN", "from": from, "to": to}), want)
-	})
-
-	t.Run("first_seen_destinations", func(t *testing.T) {
-		now := qT0.Add(7 * 24 * time.Hour)
-		type agg struct {
-			dst          string
-			first, last  int64
-			n            int
-			devs, models []string
-			out          uint64
-		}
-		m := map[string]*agg{}
-		for _, r := range recs {
-			if !outbound(r) || r.FirstSeenNs >= now.UnixNano() {
-				continue
-			}
-			a := m[dest(r)]
-			if a == nil {
-				a = &agg{dst: dest(r), first: math.MaxInt64}
-				m[dest(r)] = a
-			}
-			a.first, a.last = min(a.first, r.FirstSeenNs), max(a.last, r.FirstSeenNs)
-			a.n++
-			a.devs = append(a.devs, r.Enrichment.Device.Id)
-			a.models = append(a.models, r.Enrichment.Device.Model)
-			a.out += r.BytesOut
-		}
-		var aggs []*agg
-		for _, a := range m {
-			if time.Unix(0, a.first).Truncate(time.Second).Before(now.Add(-7 * 24 * time.Hour)) {
-				continue
-			}
-			aggs = append(aggs, a)
-		}
-		sort.Slice(aggs, func(i, j int) bool {
-			if aggs[i].first/1e9 != aggs[j].first/1e9 {
-				return aggs[i].first < aggs[j].first
-			}
-			return aggs[i].dst < aggs[j].dst
-		})
-		var want [][]string
-		for _, a := range aggs {
-			want = append(want, []string{a.dst, ts(a.first), ts(a.last), fmt.Sprint(a.n), fmt.Sprint(len(sortedUniq(a.devs))),
-				fmt.Sprint(sortedUniq(a.models)), fmt.Sprint(a.out)})
-		}
-		got := runQuery(t, conn, "first_seen_destinations.sql", map[string]any{"now": now})
-		compareRows(t, "first_seen", got, want)
-		for _, r := range got {
-			if r[0] == "old.example" {
-				t.Errorf("old.example was first seen 10 days earlier but is reported")
-			}
-		}
-	})
-
-	t.Run("beacon_candidates", func(t *testing.T) {
-		type pair struct {
-			dev, model, dst string
-			times           []int64
-			sizes           []float64
-		}
-		m := map[[2]string]*pair{}
-		for _, r := range recs {
-			if !outbound(r) {
-				continue
-			}
-			k := [2]string{r.Enrichment.Device.Id, dest(r)}
-			p := m[k]
-			if p == nil {
-				p = &pair{dev: k[0], model: r.Enrichment.Device.Model, dst: k[1]}
-				m[k] = p
-			}
-			p.times = append(p.times, r.FirstSeenNs)
-			p.sizes = append(p.sizes, float64(r.BytesOut))
-		}
-		const minConns, minScore = 4, 0.0
-		type scored struct {
-			row   []string
-			score float64
-			conns int
-			key   string
-		}
-		var res []scored
-		for _, p := range m {
-			if len(p.times) < minConns {
-				continue
-			}
-			slices.Sort(p.times)
-			var deltas []float64
-			for i := 1; i < len(p.times); i++ {
-				if d := p.times[i] - p.times[i-1]; d > 0 {
-					deltas = append(deltas, float64(d)/1e9)
-				}
-			}
-			if len(deltas) < 3 {
-				continue
-			}
-			score := func(v []float64) (med, mad, s float64) {
-				med = quantileExact(v)
-				dev := make([]float64, len(v))
-				for i, x := range v {
-					dev[i] = math.Abs(x - med)
-				}
-				mad = quantileExact(dev)
-				if med > 0 {
-					s = math.Max(0, (med-mad)/med)
-				}
-				return
-			}
-			mi, madi, tsScore := score(deltas)
-			mb, _, dsScore := score(p.sizes)
-			total := (tsScore + dsScore) / 2
-			if total < minScore {
-				continue
-			}
-			r3 := func(x float64) float64 { return math.Round(x*1000) / 1000 }
-			res = append(res, scored{
-				row: []string{p.dev, p.model, p.dst, fmt.Sprint(len(p.times)), fmtVal(r3(mi)), fmtVal(r3(madi)), fmtVal(mb),
-					fmtVal(r3(tsScore)), fmtVal(r3(dsScore)), fmtVal(r3(total))},
-				score: r3(total), conns: len(p.times), key: p.dev + "\x00" + p.dst,
-			})
-		}
-		sort.Slice(res, func(i, j int) bool {
-			if res[i].score != res[j].score {
-				return res[i].score > res[j].score
-			}
-			if res[i].conns != res[j].conns {
-				return res[i].conns > res[j].conns
-			}
-			return res[i].key < res[j].key
-		})
-		var want [][]string
-		for _, s := range res {
-			want = append(want, s.row)
-		}
-		got := runQuery(t, conn, "beacon_candidates.sql", map[string]any{"from": from, "to": to, "min_conns": minConns, "min_score": minScore})
-		compareRows(t, "beacon", got, want)
-		if len(got) < 2 || got[0][2] != "beacon.example" || got[0][9] != "1.000" {
-			t.Errorf("the 60 s beacon must rank first with score 1: %v", got)
-		}
-		// The threshold filters: only the perfect beacon scores >= 0.99.
-		if hi := runQuery(t, conn, "beacon_candidates.sql", map[string]any{"from": from, "to": to, "min_conns": minConns, "min_score": 0.99}); len(hi) != 1 {
-			t.Errorf("min_score 0.99: %d rows, want 1", len(hi))
-		}
-	})
-
-	t.Run("top_upload_destinations_per_model", func(t *testing.T) {
-		type agg struct {
-			model, dst, country, org string
-			out                      uint64
-			n                        int
-			devs                     []string
-		}
-		m := map[[2]string]*agg{}
-		for _, r := range recs {
-			if !outbound(r) {
-				continue
-			}
-			k := [2]string{r.Enrichment.Device.Model, dest(r)}
-			a := m[k]
-			if a == nil {
-				a = &agg{model: k[0], dst: k[1], country: r.Enrichment.DstGeo.Country, org: r.Enrichment.DstGeo.Org}
-				m[k] = a
-			}
-			a.out += r.BytesOut
-			a.n++
-			a.devs = append(a.devs, r.Enrichment.Device.Id)
-		}
-		var aggs []*agg
-		for _, a := range m {
-			aggs = append(aggs, a)
-		}
-		sort.Slice(aggs, func(i, j int) bool {
-			if aggs[i].model != aggs[j].model {
-				return aggs[i].model < aggs[j].model
-			}
-			if aggs[i].out != aggs[j].out {
-				return aggs[i].out > aggs[j].out
-			}
-			return aggs[i].dst < aggs[j].dst
-		})
-		const top = 2
-		var want [][]string
-		per := map[string]int{}
-		for _, a := range aggs {
-			if per[a.model]++; per[a.model] > top {
-				continue
-			}
-			want = append(want, []string{a.model, a.dst, a.country, a.org, fmt.Sprint(a.out), fmt.Sprint(a.n), fmt.Sprint(len(sortedUniq(a.devs)))})
-		}
-		compareRows(t, "top_upload", runQuery(t, conn, "top_upload_destinations_per_model.sql", map[string]any{"from": from, "to": to, "top": top}), want)
-	})
+	}
 }
 
 func TestRenderQuery(t *testing.T) {

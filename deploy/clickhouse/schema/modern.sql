@@ -150,7 +150,8 @@ CREATE TABLE IF NOT EXISTS exfilwatch.flows_by_dst
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time)
 ORDER BY (dst_addr, time)
-TTL time + INTERVAL 90 DAY;
+TTL time + INTERVAL 90 DAY
+SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000;
 CREATE MATERIALIZED VIEW IF NOT EXISTS exfilwatch.flows_by_dst_mv TO exfilwatch.flows_by_dst AS
 SELECT time, first_seen_ns, dst_addr, dst_port, protocol, dst_host, dst_country, dst_asn, dst_org,
        device_id, device_model, direction, bytes_out, bytes_in, match_count

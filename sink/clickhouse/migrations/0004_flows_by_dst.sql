@@ -3,6 +3,9 @@
 -- upload destinations), kept by a materialized view on inserts into flows.
 -- Reading by destination from `flows` (ordered by device) would scan
 -- everything; this table is ordered by (dst_addr, time) instead.
+-- It deduplicates inserts like flows: current servers still feed the view
+-- with a retried block that flows drops, and only the target table's own
+-- deduplication window keeps the copy out (seen on ClickHouse 26.9).
 CREATE TABLE IF NOT EXISTS {{.DB}}.flows_by_dst
 (
     time             DateTime{{codec "DoubleDelta, LZ4"}},
@@ -24,7 +27,7 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.flows_by_dst
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time)
 ORDER BY (dst_addr, time)
-{{ttl "time"}};
+{{ttl "time"}}{{settings}};
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.flows_by_dst_mv TO {{.DB}}.flows_by_dst AS
 SELECT time, first_seen_ns, dst_addr, dst_port, protocol, dst_host, dst_country, dst_asn, dst_org,
