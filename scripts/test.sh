@@ -29,6 +29,13 @@ PATH=$PATH:$(go env GOPATH)/bin staticcheck ./...
 echo "== go test"
 go test -count=1 -timeout 45m -p 2 ./... 2>&1 | tee "$ROOT/var/test.log"; test ${PIPESTATUS[0]} -eq 0
 
+echo "== go test -race (the concurrent parts: reloads, runner, flow table, webhooks, arenas)"
+# The whole suite under -race would take most of CI's budget on 2 cores; these
+# are the packages and tests where goroutines share state.
+go test -race -count=1 -timeout 20m ./enrich/inventory ./collector/flow ./sink/webhook ./internal/strarena
+go test -race -count=1 -timeout 20m -run 'Reload' ./enrich/geo
+go test -race -count=1 -timeout 20m -run '^TestRun' ./transport
+
 echo "== fuzz (bounded)"
 FUZZTIME=${FUZZTIME:-10s}
 for pkg in $(go list ./...); do
