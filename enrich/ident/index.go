@@ -65,9 +65,10 @@ type Index struct {
 	// (a number inside a longer number is another number, see windows).
 	refWins [numClasses][]int
 
-	// probeFilter has one bit per (seeded hash of the) first 8 bytes, last
-	// 8 bytes and length of every indexed form at least 8 long: a whole
-	// run is only hashed and looked up in the table if its bit is set.
+	// probeFilter (nil unless Builder.probeFilter) has one bit per (seeded
+	// hash of the) first 8 bytes, last 8 bytes and length of every indexed
+	// form at least 8 long: a whole run is only hashed and looked up in the
+	// table if its bit is set.
 	// About 11 bits per form (8 MiB at 6 M forms), so roughly 1 in 12
 	// random candidates of an indexed length passes; the table itself is
 	// ~20x larger and on real traffic each lookup is a cache miss.
@@ -138,6 +139,11 @@ type Builder struct {
 	prefixes    map[uint64]struct{}
 	prefixLens  map[prefixLen]struct{}
 	probeKeys   []uint64 // probeKey of every form, set into probeFilter by Build
+	// probeFilter builds the whole-run probe filter. Off by default: with
+	// the table cached (the benchmarks) it costs ~5 % on headers; whether
+	// it pays on real traffic, where each table lookup is a cache miss, is
+	// not measured yet.
+	probeFilter bool
 }
 
 // NewBuilder starts an index keyed with cfg's secret seed.
@@ -198,7 +204,7 @@ func (b *Builder) Add(id Identifier) error {
 		if bytes.IndexByte(b.norm, ' ') >= 0 {
 			b.idx.spaceForms = true
 		}
-		if len(b.norm) >= 8 {
+		if b.probeFilter && len(b.norm) >= 8 {
 			b.probeKeys = append(b.probeKeys, b.idx.probeKey(le64(b.norm), le64(b.norm[len(b.norm)-8:]), len(b.norm)))
 		}
 		if f.transform() == tNone && cls&(1<<clsHexSep) != 0 && cls&(1<<clsDigit) != 0 && len(b.norm) >= minWindow {
@@ -293,15 +299,17 @@ func (b *Builder) Build() *Index {
 		idx.anchorLen[i>>6] |= 1 << (i & 63)
 	}
 	b.prefixes, b.prefixLens = nil, nil // prefixes are plaintext fragments: drop them
-	pbits := uint(16)
-	for 1<<pbits < len(b.probeKeys)*8 && pbits < 30 {
-		pbits++
-	}
-	idx.probeFilter = make([]uint64, 1<<pbits/64)
-	idx.pfshift = 64 - pbits
-	for _, k := range b.probeKeys {
-		i := k >> idx.pfshift
-		idx.probeFilter[i>>6] |= 1 << (i & 63)
+	if b.probeFilter {
+		pbits := uint(16)
+		for 1<<pbits < len(b.probeKeys)*8 && pbits < 30 {
+			pbits++
+		}
+		idx.probeFilter = make([]uint64, 1<<pbits/64)
+		idx.pfshift = 64 - pbits
+		for _, k := range b.probeKeys {
+			i := k >> idx.pfshift
+			idx.probeFilter[i>>6] |= 1 << (i & 63)
+		}
 	}
 	b.probeKeys = nil
 	for c := 0; c < numRunClasses; c++ {

@@ -106,10 +106,17 @@ func TestProbeFilterHoldsEveryForm(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Secret = "filter-secret-0123456789"
 	ids := benchLab(40)
-	idx, errs, err := BuildIndex(cfg, ids)
-	if err != nil || len(errs) > 0 {
-		t.Fatal(err, errs)
+	b, err := NewBuilder(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
+	b.probeFilter = true
+	for _, id := range ids {
+		if err := b.Add(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idx := b.Build()
 	e := newExpander()
 	n := 0
 	for _, id := range ids {

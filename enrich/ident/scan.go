@@ -308,12 +308,9 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 		ws = x.refWins[c]
 	}
 	last := len(run) - ws[0]
-	// The two-byte screen only helps base64: every pair of hex digits
-	// starts some MAC, Android ID or UUID at scale.
-	usePair := c != clsHexSep
 	for off := 0; off <= last; off++ {
 		p := le64(run[off:]) | fold
-		if !s.reference && !((!usePair || x.inPair(p)) && x.inAnchor(p)) {
+		if !s.reference && !(x.inPair(p) && x.inAnchor(p)) {
 			continue
 		}
 		for _, w := range ws {
@@ -389,7 +386,7 @@ func (s *Scanner) probe(data []byte, st, e, layer int) {
 		}
 		upper = upper || b >= 'A' && b <= 'F'
 	}
-	if n := len(cand); n >= 8 {
+	if n := len(cand); n >= 8 && s.idx.probeFilter != nil {
 		var fold uint64
 		if hexsep {
 			fold = 0x2020202020202020
