@@ -176,9 +176,7 @@ func BenchmarkScan(b *testing.B) {
 				emit := func(*flowpb.IdentifierMatch) { matches++ }
 				b.SetBytes(int64(len(data)))
 				b.ReportAllocs()
-				for i := 0; i < b.N; i++ {
-					sc.Scan("snippet.out", data, true, emit)
-				}
+				cpuBench(b, len(data), func() { sc.Scan("snippet.out", data, true, emit) })
 			})
 		}
 	}
@@ -210,9 +208,7 @@ func BenchmarkAhoCorasick(b *testing.B) {
 			b.ReportMetric(float64(len(f.forms)), "patterns")
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
-			for i := 0; i < b.N; i++ {
-				_ = f.ac.FindAll(data)
-			}
+			cpuBench(b, len(data), func() { _ = f.ac.FindAll(data) })
 		})
 	}
 }
@@ -227,10 +223,11 @@ func BenchmarkScanRecord(b *testing.B) {
 		Snippets:   []*flowpb.Snippet{{Direction: flowpb.Direction_DIRECTION_OUTBOUND, Data: p["headers"]}},
 		Enrichment: &flowpb.Enrichment{},
 	}
-	b.SetBytes(int64(len(p["json"]) + len(p["headers"]) + 60))
+	n := len(p["json"]) + len(p["headers"]) + 60
+	b.SetBytes(int64(n))
 	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
+	cpuBench(b, n, func() {
 		rec.Enrichment.Matches = rec.Enrichment.Matches[:0]
 		sc.ScanRecord(rec)
-	}
+	})
 }

@@ -238,44 +238,10 @@ func (s *Scanner) scanLayerMask(data []byte, layer int, mask uint8, decode bool)
 		return
 	}
 	s.b64[layer] = s.b64[layer][:0]
-	n := len(data)
-	// One pass per class, sampling every minRun-th byte: a run at least
-	// minRun long must contain a sampled position, so bytes outside
-	// qualifying runs are mostly never looked at (a Boyer-Moore-style skip).
-	// Measured against a single pass tracking all classes at once (class
-	// changes cost mispredicted branches at every letter past 'f' and every
-	// punctuation mark) and against 64-byte class bitmasks (building the
-	// masks alone costs more than sampling skips): sampling won on headers,
-	// JSON and binary alike.
-	for c := 0; c < numRunClasses; c++ {
-		L := s.idx.minRun[c]
-		if L == 0 || mask&(1<<c) == 0 {
-			continue
-		}
-		bit := uint8(1) << c
-		for p := L - 1; p < n; {
-			if lut[data[p]]&bit == 0 {
-				p += L
-				continue
-			}
-			e := p + 1
-			for e < n && lut[data[e]]&bit != 0 {
-				e++
-			}
-			// The run [st, e) is long enough iff st <= e-L, which needs
-			// data[e-L] in the class: most short runs (JSON keys, words)
-			// are dismissed by that one byte without walking back.
-			if q := e - L; q >= 0 && lut[data[q]]&bit != 0 {
-				st := p
-				for st > 0 && lut[data[st-1]]&bit != 0 {
-					st--
-				}
-				if e-st >= L {
-					s.run(data, c, st, e, layer)
-				}
-			}
-			p = e + L
-		}
+	if s.reference {
+		s.allRuns(data, layer, mask)
+	} else {
+		s.sampleRuns(data, layer, mask)
 	}
 	if decode && layer < maxLayers && s.idx.cfg.MaxLayers > layer {
 		s.decodeLayers(data, layer)
@@ -315,7 +281,11 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 	if x.lens[c].has(L) {
 		s.probe(data, st, e, layer)
 	}
-	if ws := x.wins[c]; len(ws) > 0 && L > ws[0] {
+	ws := x.wins[c]
+	if s.reference {
+		ws = x.refWins[c]
+	}
+	if len(ws) > 0 && L > ws[0] {
 		s.windows(data, c, st, e, layer)
 	}
 }
@@ -334,6 +304,9 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 		fold = 0x2020202020202020
 	}
 	ws := x.wins[c]
+	if s.reference {
+		ws = x.refWins[c]
+	}
 	last := len(run) - ws[0]
 	for off := 0; off <= last; off++ {
 		p := le64(run[off:]) | fold
@@ -402,14 +375,25 @@ func (s *Scanner) probe(data []byte, st, e, layer int) {
 	}
 	// normalize changes the candidate only if it is all hex-class and has
 	// an upper-case A-F: find out in one pass that stops at the first
-	// non-hex byte, and hash the input in place otherwise.
-	upper := false
+	// non-hex byte, and hash the input in place otherwise. For hex-class
+	// bytes OR 0x20 is exactly the case fold, so the filter key of a
+	// hex-class candidate is its folded first and last 8 bytes.
+	upper, hexsep := false, true
 	for _, b := range cand {
 		if lut[b]&(1<<clsHexSep) == 0 {
-			upper = false
+			upper, hexsep = false, false
 			break
 		}
 		upper = upper || b >= 'A' && b <= 'F'
+	}
+	if n := len(cand); n >= 8 && s.idx.probeFilter != nil {
+		var fold uint64
+		if hexsep {
+			fold = 0x2020202020202020
+		}
+		if !s.idx.mayHold(le64(cand)|fold, le64(cand[n-8:])|fold, n) {
+			return
+		}
 	}
 	if !upper {
 		s.lookup(s.idx.hash(cand), st, e-st, layer, false, nil)
