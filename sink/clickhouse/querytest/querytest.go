@@ -38,11 +38,13 @@ type Case struct {
 // Window holds the parameters the cases pass: the time-range queries see
 // the records in [From, To) (whole seconds); Now ends the first-seen week
 // (which scans all history before Now); Country is the egress one; Top is
-// the destinations per model.
+// the destinations per model; BeaconMinScores are the beacon_candidates
+// thresholds to run (nil: 0 and 0.99).
 type Window struct {
-	From, To, Now time.Time
-	Country       string
-	Top           int
+	From, To, Now   time.Time
+	Country         string
+	Top             int
+	BeaconMinScores []float64
 }
 
 // Dir is deploy/clickhouse/queries in the source tree.
@@ -162,11 +164,12 @@ func Cases(all []*flowpb.FlowRecord, win Window) []Case {
 	// egress_to_country
 	{
 		type agg struct {
-			dev, model, dst, org string
-			asn                  uint32
-			n                    int
-			out, in, matches     uint64
-			first, last          int64
+			dev, model, dst  string
+			orgs             []string
+			asns             []uint32
+			n                int
+			out, in, matches uint64
+			first, last      int64
 		}
 		m := map[[2]string]*agg{}
 		for _, r := range recs {
@@ -176,10 +179,11 @@ func Cases(all []*flowpb.FlowRecord, win Window) []Case {
 			k := [2]string{r.GetEnrichment().GetDevice().GetId(), Dest(r)}
 			a := m[k]
 			if a == nil {
-				a = &agg{dev: k[0], model: r.GetEnrichment().GetDevice().GetModel(), dst: k[1], org: r.GetEnrichment().GetDstGeo().GetOrg(),
-					asn: r.GetEnrichment().GetDstGeo().GetAsn(), first: math.MaxInt64}
+				a = &agg{dev: k[0], model: r.GetEnrichment().GetDevice().GetModel(), dst: k[1], first: math.MaxInt64}
 				m[k] = a
 			}
+			a.orgs = append(a.orgs, r.GetEnrichment().GetDstGeo().GetOrg())
+			a.asns = append(a.asns, r.GetEnrichment().GetDstGeo().GetAsn())
 			a.n++
 			a.out += r.BytesOut
 			a.in += r.BytesIn
@@ -198,7 +202,7 @@ func Cases(all []*flowpb.FlowRecord, win Window) []Case {
 		})
 		var want [][]string
 		for _, a := range aggs {
-			want = append(want, []string{a.dev, a.model, a.dst, a.org, fmt.Sprint(a.asn), fmt.Sprint(a.n), fmt.Sprint(a.out), fmt.Sprint(a.in),
+			want = append(want, []string{a.dev, a.model, a.dst, fmt.Sprint(SortedUniq(a.orgs)), fmt.Sprint(slices.Compact(slices.Sorted(slices.Values(a.asns)))), fmt.Sprint(a.n), fmt.Sprint(a.out), fmt.Sprint(a.in),
 				fmt.Sprint(a.matches), TS(a.first), TS(a.last)})
 		}
 		cases = append(cases, Case{Name: "egress_to_country", File: "egress_to_country.sql",
@@ -253,8 +257,12 @@ func Cases(all []*flowpb.FlowRecord, win Window) []Case {
 			Params: map[string]any{"now": now}, Want: want})
 	}
 
-	// beacon_candidates, at two thresholds: only the perfect beacon scores >= 0.99.
-	for _, minScore := range []float64{0, 0.99} {
+	// beacon_candidates, at each threshold (queryDataset: only its perfect beacon scores >= 0.99).
+	minScores := win.BeaconMinScores
+	if minScores == nil {
+		minScores = []float64{0, 0.99}
+	}
+	for _, minScore := range minScores {
 		want := BeaconWant(recs, 4, minScore)
 		c := Case{Name: fmt.Sprintf("beacon_candidates/min_score=%g", minScore), File: "beacon_candidates.sql",
 			Params: map[string]any{"from": from, "to": to, "min_conns": 4, "min_score": minScore}, Want: want}
@@ -264,10 +272,11 @@ func Cases(all []*flowpb.FlowRecord, win Window) []Case {
 	// top_upload_destinations_per_model
 	{
 		type agg struct {
-			model, dst, country, org string
-			out                      uint64
-			n                        int
-			devs                     []string
+			model, dst      string
+			countries, orgs []string
+			out             uint64
+			n               int
+			devs            []string
 		}
 		m := map[[2]string]*agg{}
 		for _, r := range recs {
@@ -277,9 +286,11 @@ func Cases(all []*flowpb.FlowRecord, win Window) []Case {
 			k := [2]string{r.GetEnrichment().GetDevice().GetModel(), Dest(r)}
 			a := m[k]
 			if a == nil {
-				a = &agg{model: k[0], dst: k[1], country: r.GetEnrichment().GetDstGeo().GetCountry(), org: r.GetEnrichment().GetDstGeo().GetOrg()}
+				a = &agg{model: k[0], dst: k[1]}
 				m[k] = a
 			}
+			a.countries = append(a.countries, r.GetEnrichment().GetDstGeo().GetCountry())
+			a.orgs = append(a.orgs, r.GetEnrichment().GetDstGeo().GetOrg())
 			a.out += r.BytesOut
 			a.n++
 			a.devs = append(a.devs, r.GetEnrichment().GetDevice().GetId())
@@ -304,7 +315,7 @@ func Cases(all []*flowpb.FlowRecord, win Window) []Case {
 			if per[a.model]++; per[a.model] > top {
 				continue
 			}
-			want = append(want, []string{a.model, a.dst, a.country, a.org, fmt.Sprint(a.out), fmt.Sprint(a.n), fmt.Sprint(len(SortedUniq(a.devs)))})
+			want = append(want, []string{a.model, a.dst, fmt.Sprint(SortedUniq(a.countries)), fmt.Sprint(SortedUniq(a.orgs)), fmt.Sprint(a.out), fmt.Sprint(a.n), fmt.Sprint(len(SortedUniq(a.devs)))})
 		}
 		cases = append(cases, Case{Name: "top_upload_destinations_per_model", File: "top_upload_destinations_per_model.sql",
 			Params: map[string]any{"from": from, "to": to, "top": top}, Want: want})
