@@ -309,4 +309,3 @@ func snake(s string) string {
 	}
 	return b.String()
 }
-
