@@ -24,30 +24,41 @@ func init() {
 	register("match", "find lab identifiers in text, a raw HTTP request (stdin) or a pcap (--pcap); print matches as JSON lines", runMatch)
 }
 
+// runGeo looks addresses up with the enrich stage's GeoIP configuration
+// (the geoip section and lab_subnets, from --config, EXFILWATCH_* variables
+// and flags), so it prints what the pipeline would attach; --db replaces
+// geoip.databases.
 func runGeo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("geo", "geo --db FILE [--db FILE...] IP...", stderr)
+	fs := newFlagSet("geo", "geo [--config FILE] [--db FILE [--db FILE...]] IP...", stderr)
 	var dbs multiFlag
-	fs.Var(&dbs, "db", "MaxMind-format .mmdb or CSV range file (repeatable; merged in order)")
-	labs := fs.String("lab-subnets", "", "comma-separated lab CIDR prefixes (marked LAB)")
+	fs.Var(&dbs, "db", "MaxMind-format .mmdb or CSV range file (repeatable; merged in order; replaces geoip.databases)")
+	labs := fs.String("lab-subnets", "", "comma-separated lab CIDR prefixes (marked LAB; replaces lab_subnets)")
+	cfg := pipeline.DefaultConfig()
+	loader := config.Bind(fs, &cfg, "geoip")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if len(dbs) == 0 {
-		return usagef("--db: at least one database is required")
+	if err := loader.LoadOnly(); err != nil {
+		return err
+	}
+	if len(dbs) > 0 {
+		cfg.GeoIP.Databases = dbs
+	}
+	if len(cfg.GeoIP.Databases) == 0 {
+		return usagef("--db: at least one database is required (or geoip.databases in --config)")
 	}
 	if fs.NArg() == 0 {
 		return usagef("no address given")
 	}
-	cfg := geo.DefaultConfig()
-	cfg.Databases = dbs
-	cfg.ReloadInterval = 0
 	if *labs != "" {
-		cfg.LabSubnets = splitComma(*labs)
+		cfg.LabSubnets, cfg.GeoIP.LabSubnets = splitComma(*labs), nil
 	}
-	if err := cfg.Validate(); err != nil {
-		return usageError{fmt.Errorf("--db: %w", err)}
+	cfg.GeoIP.ReloadInterval = 0
+	if err := config.ValidateSections(&cfg, "geoip"); err != nil {
+		return err
 	}
-	db, err := geo.Open(cfg)
+	cfg.Resolve()
+	db, err := geo.Open(cfg.GeoIP)
 	if err != nil {
 		return usageError{err}
 	}

@@ -4,11 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"math"
 	"net/netip"
-	"reflect"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +13,7 @@ import (
 
 	"github.com/exfilwatch/exfilwatch/schema"
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+	"github.com/exfilwatch/exfilwatch/sink/clickhouse/querytest"
 )
 
 // The saved queries run against a small lab history whose expected answers
@@ -100,100 +97,14 @@ func queryDataset() []*flowpb.FlowRecord {
 }
 
 // runQuery renders a saved query for the server and returns its rows
-// formatted as strings (DateTime as UTC text, floats with 3 decimals).
+// formatted as strings (querytest.FmtVal).
 func runQuery(t *testing.T, conn driver.Conn, file string, params map[string]any) [][]string {
 	t.Helper()
-	src := loadSavedQuery(t, file)
-	sql, err := RenderQuery(src, params)
+	sql, err := RenderQuery(loadSavedQuery(t, file), params)
 	if err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
-	rows, err := conn.Query(context.Background(), sql)
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	defer rows.Close()
-	var out [][]string
-	cts := rows.ColumnTypes()
-	for rows.Next() {
-		vals := make([]any, len(cts))
-		for i, ct := range cts {
-			vals[i] = reflect.New(ct.ScanType()).Interface()
-		}
-		if err := rows.Scan(vals...); err != nil {
-			t.Fatalf("%s: scan: %v", file, err)
-		}
-		row := make([]string, len(vals))
-		for i, v := range vals {
-			row[i] = fmtVal(reflect.ValueOf(v).Elem().Interface())
-		}
-		out = append(out, row)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	return out
-}
-
-func fmtVal(v any) string {
-	switch x := v.(type) {
-	case time.Time:
-		return x.UTC().Format(time.DateTime)
-	case float64:
-		return fmt.Sprintf("%.3f", x)
-	case float32:
-		return fmt.Sprintf("%.3f", x)
-	}
-	return fmt.Sprint(v)
-}
-
-func ts(ns int64) string { return time.Unix(0, ns).UTC().Truncate(time.Second).Format(time.DateTime) }
-
-// dest is what the saved queries group by: the host the sink stores (TLS
-// SNI, else HTTP host, else DNS name), else the remote address the way
-// IPv6NumToString prints it.
-func dest(r *flowpb.FlowRecord) string {
-	for _, h := range []string{r.GetTls().GetSni(), r.GetHttp().GetHost(), r.GetDns().GetQueryName()} {
-		if h != "" {
-			return h
-		}
-	}
-	return netip.AddrFrom16([16]byte(r.DstAddr)).String()
-}
-
-func sortedUniq(s []string) []string {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	return slices.Compact(s)
-}
-
-// quantileExact mirrors ClickHouse's documented medianExact: the element at
-// floor(n * 0.5) of the sorted values (the upper median for even n).
-func quantileExact(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func compareRows(t *testing.T, name string, got, want [][]string) {
-	t.Helper()
-	if len(want) == 0 {
-		t.Fatalf("%s: test data yields no expected rows", name)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("%s:\n got %d rows:\n%s\nwant %d rows:\n%s", name, len(got), dump(got), len(want), dump(want))
-	}
-}
-
-func dump(rows [][]string) string {
-	var b strings.Builder
-	for _, r := range rows {
-		b.WriteString("  " + strings.Join(r, " | ") + "\n")
-	}
-	return b.String()
+	return querytest.Query(t, conn, sql)
 }
 
 func TestSavedQueries(t *testing.T) {

@@ -1,7 +1,8 @@
 -- Data leaving for a given country.
 -- Answers: which devices sent how much to which destinations located (GeoIP
 -- of the remote address) in one country, with flow and identifier-match
--- counts; largest uploads first.
+-- counts; largest uploads first. A destination name can stand for several
+-- addresses in the country: orgs and asns list all of theirs, sorted.
 -- Parameters:
 --   {country:String} ISO 3166-1 alpha-2 code, e.g. 'CN'
 --   {from:DateTime}  start of the time range (inclusive, UTC)
@@ -11,8 +12,8 @@ SELECT
     device_id,
     any(device_model) AS device_model,
     if(dst_host != '', dst_host, IPv6NumToString(dst_addr)) AS destination,
-    any(dst_org) AS org,
-    any(dst_asn) AS asn,
+    arraySort(groupUniqArray(dst_org)) AS orgs,
+    arraySort(groupUniqArray(dst_asn)) AS asns,
     count() AS flows,
     sum(bytes_out) AS bytes_out,
     sum(bytes_in) AS bytes_in,

@@ -1,7 +1,10 @@
 -- Top upload destinations per phone model.
 -- Answers: for each device model, the destinations that received the most
 -- bytes from devices of that model, with how many devices of the model
--- contacted each one.
+-- contacted each one, and the countries and organisations (GeoIP of the
+-- remote address) of those flows: a name can stand for several addresses
+-- (a DNS name's flows go to the resolver), so these are all of them,
+-- sorted, never an arbitrary one.
 -- Parameters:
 --   {from:DateTime}  start of the time range (inclusive, UTC)
 --   {to:DateTime}    end of the time range (exclusive, UTC)
@@ -10,8 +13,8 @@
 SELECT
     device_model,
     if(dst_host != '', dst_host, IPv6NumToString(dst_addr)) AS destination,
-    any(dst_country) AS country,
-    any(dst_org) AS org,
+    arraySort(groupUniqArray(dst_country)) AS countries,
+    arraySort(groupUniqArray(dst_org)) AS orgs,
     sum(bytes_out) AS bytes_out,
     count() AS flows,
     uniqExact(device_id) AS devices
