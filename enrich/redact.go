@@ -218,8 +218,9 @@ func plausibleSpan(b []byte) bool {
 	return len(b) > 0
 }
 
-// sweep masks every occurrence of the needles in every slot (overlapping
-// occurrences included: the search restarts one byte after each hit).
+// sweep masks every occurrence of the needles in every slot. The search
+// resumes after each hit: an occurrence overlapping a masked one is already
+// broken, and the sweep stays linear in the value.
 func (r *redactor) sweep() {
 	for _, nd := range r.needles {
 		pat := r.slots[nd.slot].orig[nd.off : nd.off+nd.n]
@@ -234,7 +235,7 @@ func (r *redactor) sweep() {
 					break
 				}
 				r.mask(s, at+j, len(pat))
-				at += j + 1
+				at += j + len(pat)
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -416,4 +417,61 @@ func BenchmarkEnrichRedact(b *testing.B) {
 		r.Snippets[0].Data, r.Http.Path = o.Snippets[0].Data, o.Http.Path
 		w.Enrich(r)
 	}
+}
+
+// FuzzRedact: arbitrary field values and matches (any field name, offset,
+// length, layers) never panic, keep every value's length and UTF-8
+// validity, only ever turn bytes into '*', and mask the span of a layer-0
+// match in a single-valued field when it fits.
+func FuzzRedact(f *testing.F) {
+	f.Add("/c?id=356938035643809", []byte("imei=356938035643809"), "X-Id", "353", ident.FieldHTTPPath, uint32(6), uint32(15), uint32(0))
+	f.Add("/p", []byte("d=eyJpbWVpIjoiMzU2OTM4MDM1NjQzODA5In0="), "a", "b", ident.FieldSnippetOut, uint32(3), uint32(15), uint32(1))
+	f.Add("/é", []byte{0xff}, "X-Id", "v=ünïcode", "http.header.x-id", uint32(3), uint32(2), uint32(0))
+	f.Fuzz(func(t *testing.T, path string, snip []byte, hname, hval, field string, off, n, layers uint32) {
+		if !utf8.ValidString(path) || !utf8.ValidString(hname) || !utf8.ValidString(hval) {
+			return
+		}
+		rec := &flowpb.FlowRecord{
+			Dns:  &flowpb.DNSInfo{QueryName: path},
+			Http: &flowpb.HTTPInfo{Path: path, Host: hval, Headers: []*flowpb.HTTPHeader{{Name: hname, Value: hval}, {Name: hname, Value: path}}, BodyPrefix: snip},
+			Snippets: []*flowpb.Snippet{
+				{Direction: flowpb.Direction_DIRECTION_OUTBOUND, Data: snip},
+				{Direction: flowpb.Direction_DIRECTION_INBOUND, Data: []byte(path)},
+			},
+		}
+		before := proto.Clone(rec).(*flowpb.FlowRecord)
+		m := &flowpb.IdentifierMatch{Field: field, Offset: off, Length: n, Layers: layers}
+		var r redactor
+		r.redact(rec, []*flowpb.IdentifierMatch{m})
+		if _, err := proto.Marshal(rec); err != nil {
+			t.Fatalf("redacted record does not marshal: %v", err)
+		}
+		check := func(name string, b, a []byte) {
+			if len(a) != len(b) {
+				t.Fatalf("%s: length %d -> %d", name, len(b), len(a))
+			}
+			for i := range a {
+				if a[i] != b[i] && a[i] != maskByte {
+					t.Fatalf("%s: byte %d %q -> %q", name, i, b[i], a[i])
+				}
+			}
+		}
+		check("dns", []byte(before.Dns.QueryName), []byte(rec.Dns.QueryName))
+		check("path", []byte(before.Http.Path), []byte(rec.Http.Path))
+		check("host", []byte(before.Http.Host), []byte(rec.Http.Host))
+		check("body", before.Http.BodyPrefix, rec.Http.BodyPrefix)
+		for i := range rec.Http.Headers {
+			check("header", []byte(before.Http.Headers[i].Value), []byte(rec.Http.Headers[i].Value))
+		}
+		for i := range rec.Snippets {
+			check("snippet", before.Snippets[i].Data, rec.Snippets[i].Data)
+		}
+		if layers == 0 && n > 0 && field == ident.FieldHTTPPath && uint64(off)+uint64(n) <= uint64(len(path)) {
+			for _, c := range []byte(rec.Http.Path[off : off+n]) {
+				if c != maskByte {
+					t.Fatalf("path %q: span %d+%d not masked", rec.Http.Path, off, n)
+				}
+			}
+		}
+	})
 }
