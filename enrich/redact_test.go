@@ -123,6 +123,11 @@ var placements = []struct {
 		r.Snippets = []*flowpb.Snippet{{Direction: flowpb.Direction_DIRECTION_OUTBOUND,
 			Data: []byte("POST /e HTTP/1.1\r\nHost: api.example.com\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nev=open&id=" + v + "&n=3")}}
 	}},
+	{ident.FieldSnippetIn, func(r *flowpb.FlowRecord, v string) {
+		r.Snippets = []*flowpb.Snippet{
+			{Direction: flowpb.Direction_DIRECTION_OUTBOUND, Data: []byte("GET /whoami HTTP/1.1\r\nHost: api.example.com\r\n\r\n")},
+			{Direction: flowpb.Direction_DIRECTION_INBOUND, Data: []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"device\":\"" + v + "\"}")}}
+	}},
 }
 
 type idCase struct{ typ, v string }
@@ -132,6 +137,7 @@ func deviceIDs(d *sim.Device) []idCase {
 		{"imei", d.IMEI}, {"imsi", d.IMSI}, {"iccid", d.ICCID}, {"msisdn", d.MSISDN},
 		{"wifi_mac", fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", d.MAC[0], d.MAC[1], d.MAC[2], d.MAC[3], d.MAC[4], d.MAC[5])},
 		{"android_id", d.AndroidID}, {"advertising_id", d.AdID}, {"email", d.Email},
+		{"serial", d.Serial}, {"canary", d.CanaryNumber},
 	}
 }
 
