@@ -185,6 +185,16 @@ func (r *redactor) apply(m *flowpb.IdentifierMatch) {
 		}
 		layered = true
 	}
+	if len(r.cand) == 0 && strings.HasPrefix(m.Field, headerGeneric) {
+		// A header name the scanner spelled otherwise (its lower-casing
+		// is not EqualFold for every rune): every header value goes.
+		for i := range r.slots {
+			if r.slots[i].field == "" {
+				r.cand = append(r.cand, i)
+			}
+		}
+		layered = true
+	}
 	for _, i := range r.cand {
 		s := &r.slots[i]
 		if layered || off+n > len(s.orig) {

@@ -481,3 +481,33 @@ func FuzzRedact(f *testing.F) {
 		}
 	})
 }
+
+// TestRedactUnlocatedMatch: matches the record does not place exactly err
+// on the side of masking: an unknown header name masks every header value,
+// a span outside its field the whole field, a span that fits in two
+// snippets of its direction both (and is not swept elsewhere).
+func TestRedactUnlocatedMatch(t *testing.T) {
+	rec := &flowpb.FlowRecord{
+		Http: &flowpb.HTTPInfo{Path: "/short", Headers: []*flowpb.HTTPHeader{{Name: "A", Value: "one"}, {Name: "B", Value: "two"}}},
+		Snippets: []*flowpb.Snippet{
+			{Direction: flowpb.Direction_DIRECTION_OUTBOUND, Data: []byte("x=111122223333")},
+			{Direction: flowpb.Direction_DIRECTION_OUTBOUND, Data: []byte("y=444455556666")},
+			{Direction: flowpb.Direction_DIRECTION_INBOUND, Data: []byte("z=111122223333")},
+		},
+	}
+	var r redactor
+	r.redact(rec, []*flowpb.IdentifierMatch{
+		{Field: "http.header.x-gone", Offset: 0, Length: 3},
+		{Field: ident.FieldHTTPPath, Offset: 4, Length: 10},
+		{Field: ident.FieldSnippetOut, Offset: 2, Length: 12},
+	})
+	h := rec.Http
+	if h.Headers[0].Value != "***" || h.Headers[1].Value != "***" || h.Path != "******" {
+		t.Fatalf("headers %v, path %q", h.Headers, h.Path)
+	}
+	for i, want := range []string{"x=************", "y=************", "z=111122223333"} {
+		if got := string(rec.Snippets[i].Data); got != want {
+			t.Fatalf("snippet %d %q, want %q", i, got, want)
+		}
+	}
+}
