@@ -33,8 +33,8 @@ var (
 	mRedactWhole = mRedacted.WithLabelValues("whole")
 )
 
-// maskByte replaces redacted bytes. It is in none of the scanner's
-// candidate classes' forms, so a masked value never matches again.
+// maskByte replaces redacted bytes: no digit, hex, base64 or word
+// character, so a masked span is no candidate of those classes again.
 const maskByte = '*'
 
 // Field names the scanner uses for header values; a header beyond the
