@@ -37,6 +37,7 @@ type Enricher struct {
 	inv   *inventory.Inventory
 	index ident.Live // swapped when the inventory is reloaded
 	icfg  ident.Config
+	cfg   Config
 	log   *slog.Logger
 	now   func() time.Time
 }
@@ -45,7 +46,7 @@ type Enricher struct {
 // index. Any of them may be unconfigured (empty path / no databases), in which
 // case that part of the enrichment is skipped.
 func New(geoCfg geo.Config, invCfg inventory.Config, idCfg ident.Config, log *slog.Logger) (*Enricher, error) {
-	e := &Enricher{icfg: idCfg, log: log, now: time.Now}
+	e := &Enricher{icfg: idCfg, cfg: DefaultConfig(), log: log, now: time.Now}
 	if len(geoCfg.Databases) > 0 {
 		r, err := geo.NewReloader(geoCfg, log)
 		if err != nil {
@@ -86,6 +87,10 @@ func New(geoCfg geo.Config, invCfg inventory.Config, idCfg ident.Config, log *sl
 	return e, nil
 }
 
+// SetConfig applies the stage's own settings (DefaultConfig until then).
+// Call it before NewWorker.
+func (e *Enricher) SetConfig(c Config) { e.cfg = c }
+
 // Run keeps the GeoIP databases and the inventory fresh until ctx ends.
 func (e *Enricher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
@@ -111,6 +116,7 @@ func (e *Enricher) Index() *ident.Index { return e.index.Load() }
 type Worker struct {
 	e       *Enricher
 	scanner *ident.Scanner
+	red     redactor
 }
 
 // NewWorker returns a Worker; create one per goroutine.
@@ -118,7 +124,10 @@ func (e *Enricher) NewWorker() *Worker { return &Worker{e: e} }
 
 // Enrich fills rec.Enrichment in place. The identifier matches it appends are
 // owned by the Worker and reused by the next call: encode or clone rec before
-// enriching the next record.
+// enriching the next record. With Config.Redact, the bytes of every match are
+// masked in the record (see redactor.redact): the changed field values are
+// replaced by new strings and byte slices, nothing rec pointed to is written,
+// and a record without matches is left as it was.
 func (w *Worker) Enrich(rec *flowpb.FlowRecord) {
 	en := rec.Enrichment
 	if en == nil {
@@ -150,6 +159,9 @@ func (w *Worker) Enrich(rec *flowpb.FlowRecord) {
 	if w.scanner = w.e.index.Scanner(w.scanner); w.scanner != nil {
 		if n := w.scanner.ScanRecord(rec); n > 0 {
 			mMatches.Add(float64(n))
+			if w.e.cfg.Redact {
+				w.red.redact(rec, en.Matches[len(en.Matches)-n:])
+			}
 		}
 	}
 	mRecords.Inc()

@@ -12,6 +12,7 @@ import (
 	"github.com/exfilwatch/exfilwatch/bpf"
 	"github.com/exfilwatch/exfilwatch/collector"
 	"github.com/exfilwatch/exfilwatch/detect"
+	"github.com/exfilwatch/exfilwatch/enrich"
 	"github.com/exfilwatch/exfilwatch/enrich/geo"
 	"github.com/exfilwatch/exfilwatch/enrich/ident"
 	"github.com/exfilwatch/exfilwatch/enrich/inventory"
@@ -31,6 +32,7 @@ type Config struct {
 	GeoIP       geo.Config        `yaml:"geoip" help:"GeoIP databases"`
 	Inventory   inventory.Config  `yaml:"inventory" help:"lab inventory and DHCP leases"`
 	Identifiers ident.Config      `yaml:"identifiers" help:"hashed-identifier matching"`
+	Enrich      enrich.Config     `yaml:"enrich" help:"enrich stage: what happens to the identifiers it finds"`
 	Detect      detect.Config     `yaml:"detect" help:"detectors"`
 	DetectState DetectStateConfig `yaml:"detect_state" help:"persistence of detector state"`
 	ClickHouse  clickhouse.Config `yaml:"clickhouse" help:"ClickHouse sink"`
@@ -65,6 +67,7 @@ func DefaultConfig() Config {
 		GeoIP:       geo.DefaultConfig(),
 		Inventory:   inventory.DefaultConfig(),
 		Identifiers: ident.DefaultConfig(),
+		Enrich:      enrich.DefaultConfig(),
 		Detect:      detect.DefaultConfig(),
 		DetectState: DetectStateConfig{SnapshotInterval: time.Minute, FlushInterval: 5 * time.Second},
 		ClickHouse:  clickhouse.DefaultConfig(),

@@ -255,6 +255,7 @@ func Enrich(ctx context.Context, cfg *Config, in transport.Reader, out, dlq tran
 	if err != nil {
 		return err
 	}
+	e.SetConfig(cfg.Enrich)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go e.Run(rctx)

@@ -606,6 +606,8 @@ func (d *flowDecoder) match(m *flowpb.IdentifierMatch, b []byte) bool {
 			m.Cleartext = f.u != 0
 		case 7<<3 | tVarint:
 			m.Layers = uint32(f.u)
+		case 8<<3 | tVarint:
+			m.Length = uint32(f.u)
 		default:
 			return false
 		}

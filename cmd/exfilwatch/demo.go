@@ -32,7 +32,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&o.ClickHouse, "clickhouse", "auto", "ClickHouse native address for alerts and flows; auto: 127.0.0.1:9000 if it answers; none: files only")
 	mins := fs.String("min", "", "fail (exit 1) below these scores, e.g. recall:identifier_leak=0.99,leak-recall:*=0.99 (see exfilwatch eval)")
 	cfg := pipeline.DemoConfig()
-	loader := config.Bind(fs, &cfg, "geoip", "inventory", "identifiers", "detect", "webhooks")
+	loader := config.Bind(fs, &cfg, "geoip", "inventory", "identifiers", "enrich", "detect", "webhooks")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

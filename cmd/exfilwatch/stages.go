@@ -117,7 +117,7 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 func runEnrich(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("enrich", "enrich [--in FILE|-] [--out FILE|-] [flags]", stderr)
-	env, err := setup(ctx, fs, args, stderr, true, "kafka", "geoip", "inventory", "identifiers")
+	env, err := setup(ctx, fs, args, stderr, true, "kafka", "geoip", "inventory", "identifiers", "enrich")
 	if err != nil {
 		return err
 	}

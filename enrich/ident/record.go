@@ -97,6 +97,7 @@ func (s *Scanner) emitHits(field string, clear bool, emit func(*flowpb.Identifie
 		m.Form = formNames[h.f]
 		m.Field = field
 		m.Offset = uint32(h.off)
+		m.Length = uint32(h.n)
 		m.Cleartext = clear
 		m.Layers = uint32(h.layer)
 		matchCounters[t].Inc()

@@ -827,6 +827,7 @@ type IdentifierMatch struct {
 	Offset         uint32                 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`                                      // byte offset inside that field (after decoding layers)
 	Cleartext      bool                   `protobuf:"varint,6,opt,name=cleartext,proto3" json:"cleartext,omitempty"`                                // the flow carried it without TLS/QUIC
 	Layers         uint32                 `protobuf:"varint,7,opt,name=layers,proto3" json:"layers,omitempty"`                                      // decoding layers peeled to find it (url, base64, gzip, ...)
+	Length         uint32                 `protobuf:"varint,8,opt,name=length,proto3" json:"length,omitempty"`                                      // length in bytes of the match at offset, in the same (decoded) view
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -906,6 +907,13 @@ func (x *IdentifierMatch) GetCleartext() bool {
 func (x *IdentifierMatch) GetLayers() uint32 {
 	if x != nil {
 		return x.Layers
+	}
+	return 0
+}
+
+func (x *IdentifierMatch) GetLength() uint32 {
+	if x != nil {
+		return x.Length
 	}
 	return 0
 }
@@ -1749,7 +1757,7 @@ const file_exfilwatch_v1_flow_proto_rawDesc = "" +
 	"\x05group\x18\x03 \x01(\tR\x05group\x12\x1d\n" +
 	"\n" +
 	"os_version\x18\x04 \x01(\tR\tosVersion\x12#\n" +
-	"\rattributed_by\x18\x05 \x01(\tR\fattributedBy\"\xcf\x01\n" +
+	"\rattributed_by\x18\x05 \x01(\tR\fattributedBy\"\xe7\x01\n" +
 	"\x0fIdentifierMatch\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12'\n" +
 	"\x0fidentifier_type\x18\x02 \x01(\tR\x0eidentifierType\x12\x12\n" +
@@ -1757,7 +1765,8 @@ const file_exfilwatch_v1_flow_proto_rawDesc = "" +
 	"\x05field\x18\x04 \x01(\tR\x05field\x12\x16\n" +
 	"\x06offset\x18\x05 \x01(\rR\x06offset\x12\x1c\n" +
 	"\tcleartext\x18\x06 \x01(\bR\tcleartext\x12\x16\n" +
-	"\x06layers\x18\a \x01(\rR\x06layers\"\x8e\x02\n" +
+	"\x06layers\x18\a \x01(\rR\x06layers\x12\x16\n" +
+	"\x06length\x18\b \x01(\rR\x06length\"\x8e\x02\n" +
 	"\n" +
 	"Enrichment\x12+\n" +
 	"\asrc_geo\x18\x01 \x01(\v2\x12.exfilwatch.v1.GeoR\x06srcGeo\x12+\n" +
