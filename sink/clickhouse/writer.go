@@ -193,9 +193,9 @@ func (w *Writer) WriteFlows(ctx context.Context, recs []*flowpb.FlowRecord) erro
 // concurrently, and sent as len(w.flowInsert) concurrent INSERTs, each a run
 // of consecutive pieces retried on its own. The default is one INSERT:
 // every INSERT costs the server a new part per partition (on 18.16 114
-// files and their buffers, then merging it), which measured ~1 µs/row of
-// server CPU more for two 50k-row INSERTs than for one 100k-row INSERT, for
-// about no client CPU saved (BenchmarkInsertFlows, built_x2 vs reused_x2).
+// files and their buffers, then merging it), which measured 0.5-1.4 µs/row
+// of server CPU more for two 50k-row INSERTs than for one 100k-row INSERT,
+// for no client CPU saved (BenchmarkInsertFlows, built_x2 vs reused_x2).
 // A block under splitMinRows rows is one piece and one INSERT. It returns
 // nil only when every INSERT is acknowledged; a failed INSERT does not undo
 // the others, as with any multi-block write (see WriteFlows).
