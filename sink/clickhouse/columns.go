@@ -26,16 +26,18 @@ type addrCol struct {
 func (c *addrCol) reset() { c.raw, c.ip = c.raw[:0], c.ip[:0] }
 
 func (c *addrCol) add(b []byte) {
+	if !c.modern && len(b) == 16 {
+		// FixedString(16) holds the wire form as is; checked first, as
+		// parsing it for nothing was a fifth of add in the CPU profile.
+		c.raw = append(c.raw, b)
+		return
+	}
 	a := schema.Addr(b) // unmaps; zero Addr when absent or malformed
 	if c.modern {
 		if !a.IsValid() {
 			a = netip.IPv6Unspecified()
 		}
 		c.ip = append(c.ip, a)
-		return
-	}
-	if len(b) == 16 {
-		c.raw = append(c.raw, b) // FixedString(16) holds the wire form as is
 		return
 	}
 	if a.IsValid() {

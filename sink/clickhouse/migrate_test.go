@@ -209,3 +209,26 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// compression "auto" must pick none only for a server on this host.
+func TestConfigCompressionAuto(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:9000":  "none",
+		"127.0.0.53:9000": "none",
+		"[::1]:9000":      "none",
+		"localhost:9000":  "none",
+		"10.0.0.5:9000":   "lz4",
+		"[2001:db8::1]:9": "lz4",
+		"ch.lab:9000":     "lz4",
+	} {
+		c := DefaultConfig()
+		c.Addr = addr
+		if got := c.compression(); got != want {
+			t.Errorf("auto, %s: %s, want %s", addr, got, want)
+		}
+		c.Compression = "zstd"
+		if got := c.compression(); got != "zstd" {
+			t.Errorf("zstd, %s: %s", addr, got)
+		}
+	}
+}
