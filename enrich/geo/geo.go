@@ -123,8 +123,8 @@ func Open(cfg Config) (*DB, error) {
 	for i := range st4 {
 		st4[i] = u128{st4[i].lo << 32, 0} // the trie keys on the top bits
 	}
-	db.t4 = buildPtrie(st4, r4, strides4)
-	db.t6 = buildPtrie(st6, r6, strides6)
+	db.t4 = buildPtrie(st4, r4, stride4)
+	db.t6 = buildPtrie(st6, r6, stride6)
 	loadSeconds.Set(time.Since(start).Seconds())
 	entries.WithLabelValues("ipv4").Set(float64(db.n4))
 	entries.WithLabelValues("ipv6").Set(float64(db.n6))

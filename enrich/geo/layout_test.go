@@ -194,7 +194,7 @@ func TestAdjacentAndNested(t *testing.T) {
 	rangesIn := func(db *DB, lo, hi string) int {
 		a, b := addrU128(netip.MustParseAddr(lo)), addrU128(netip.MustParseAddr(hi))
 		n := 0
-		db.t4.walk(strides4, func(st u128, _ uint32) {
+		db.t4.walk(func(st u128, _ uint32) {
 			if s := st.hi >> 32; s >= a.lo && s <= b.lo {
 				n++
 			}

@@ -135,7 +135,7 @@ func compact(recs []record, keys *answerSet) ([]answer, []string, error) {
 	for i := 0; i < len(keys.list); i++ {
 		keys.id(answerKey{keys.list[i].rec, uint32(flowpb.AddrClass_ADDR_CLASS_PUBLIC)})
 	}
-	if len(keys.list) >= childFlag {
+	if len(keys.list) > refMask {
 		return nil, nil, errors.New("too many distinct answers")
 	}
 	countries := []string{""}

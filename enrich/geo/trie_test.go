@@ -74,29 +74,34 @@ func addCarry(a, b uint64) (uint64, uint64) {
 
 func checkTrie(t *testing.T, name string, rng *rand.Rand, starts []u128, ids []uint32, v6 bool) {
 	t.Helper()
-	st := strides4
+	st := stride4
 	width := uint(32)
 	if v6 {
-		st, width = strides6, 128
+		st, width = stride6, 128
 	}
 	tr := buildPtrie(starts, ids, st)
 	bad := 0
 	for _, k := range probes(rng, starts, width) {
-		var got uint32
+		var got, got2 uint32
 		if v6 {
 			got = tr.find6(k.hi, k.lo)
+			got2 = got
 		} else {
+			// Both IPv4 third-level walks, whichever the table chose.
 			got = tr.find4(uint32(k.hi >> 32))
+			tr.deep4 = !tr.deep4
+			got2 = tr.find4(uint32(k.hi >> 32))
+			tr.deep4 = !tr.deep4
 		}
-		if want := refFind(starts, ids, k); got != want {
+		if want := refFind(starts, ids, k); got != want || got2 != want {
 			if bad++; bad <= 5 {
-				t.Errorf("%s: key %016x%016x: trie %d, table %d", name, k.hi, k.lo, got, want)
+				t.Errorf("%s: key %016x%016x: trie %d (other walk %d), table %d", name, k.hi, k.lo, got, got2, want)
 			}
 		}
 	}
 	var ws []u128
 	var wi []uint32
-	tr.walk(st, func(s u128, id uint32) { ws, wi = append(ws, s), append(wi, id) })
+	tr.walk(func(s u128, id uint32) { ws, wi = append(ws, s), append(wi, id) })
 	if !slices.Equal(ws, starts) || !slices.Equal(wi, ids) {
 		t.Errorf("%s: walk gives %d ranges, built from %d (or different ones)", name, len(ws), len(starts))
 	}
@@ -146,6 +151,30 @@ func TestPtrieEdges(t *testing.T) {
 		}
 		s, ids := flatTable(rng, st)
 		checkTrie(t, "v6 "+name, rng, s, ids, true)
+	}
+}
+
+// TestPtrieDenseV6: a /32 with wideMin or more range starts gets a 16-bit
+// node (straight to /48); boundaries inside it at and below /48, and next
+// to it, still resolve.
+func TestPtrieDenseV6(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	base := v6Key("2a02:1234::")
+	var st []u128
+	for i := range wideMin + 50 {
+		bits := []uint{40, 44, 48, 52, 56, 64, 80, 128}[i%8]
+		st = append(st, base.or(u128{rng.Uint64() >> 32, rng.Uint64()}).prefix(bits))
+	}
+	st = append(st, v6Key("2a02:1233:ffff::"), v6Key("2a02:1235::"), v6Key("2a02:1234:ffff:ffff::1"))
+	s, ids := flatTable(rng, st)
+	checkTrie(t, "dense /32", rng, s, ids, true)
+	tr := buildPtrie(s, ids, stride6)
+	e := tr.step(tr.root, 0x2a02)
+	if e = tr.step(e, 0x1234); e&(childFlag|wideFlag) != childFlag|wideFlag {
+		t.Fatalf("2a02:1234::/32 entry %#x: not a 16-bit node", e)
+	}
+	if e := tr.step(tr.step(tr.root, 0x2a02), 0x1235); e&wideFlag != 0 {
+		t.Fatalf("2a02:1235::/32 (one start) entry %#x is a 16-bit node", e)
 	}
 }
 
