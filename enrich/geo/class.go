@@ -61,19 +61,11 @@ var special = []struct {
 	{"5f00::/16", flowpb.AddrClass_ADDR_CLASS_RESERVED},     // RFC 9602 SRv6 SIDs
 }
 
-// classTable answers the address class with one small search: special space
-// plus the configured lab subnets (which override it), flattened like the geo
-// tables and indexed by the first byte of the address.
-type classTable struct {
-	starts4 []uint32
-	cls4    []flowpb.AddrClass
-	index4  [257]uint16
-	starts6 []u128
-	cls6    []flowpb.AddrClass
-	index6  [257]uint16
-}
-
-func newClassTable(lab []netip.Prefix) *classTable {
+// classTables flattens special space plus the configured lab subnets (which
+// override it) into one flat table per family: starts (IPv4 in the low 32
+// bits) and the class from each start on. Open folds them into the geo
+// tables, so a lookup finds the class and the answer with one search.
+func classTables(lab []netip.Prefix) (st4 []u128, c4 []uint32, st6 []u128, c6 []uint32) {
 	var sp4, sp6, lab4, lab6 []span
 	add := func(v4, v6 *[]span, p netip.Prefix, c flowpb.AddrClass) {
 		f, l := prefixSpan(p)
@@ -100,59 +92,7 @@ func newClassTable(lab []netip.Prefix) *classTable {
 		}
 		return uint32(flowpb.AddrClass_ADDR_CLASS_PUBLIC)
 	}
-	t := &classTable{}
-	st, ids := merge([][]span{normalize(sp4), normalize(lab4)}, max32, top)
-	for i := range st {
-		t.starts4 = append(t.starts4, uint32(st[i].lo))
-		t.cls4 = append(t.cls4, flowpb.AddrClass(ids[i]))
-	}
-	st, ids = merge([][]span{normalize(sp6), normalize(lab6)}, max128, top)
-	t.starts6 = st
-	for _, id := range ids {
-		t.cls6 = append(t.cls6, flowpb.AddrClass(id))
-	}
-	i, j := 0, 0
-	for b := 0; b < 256; b++ {
-		for i+1 < len(t.starts4) && t.starts4[i+1] <= uint32(b)<<24 {
-			i++
-		}
-		t.index4[b] = uint16(i)
-		a := u128{uint64(b) << 56, 0}
-		for j+1 < len(t.starts6) && !a.less(t.starts6[j+1]) {
-			j++
-		}
-		t.index6[b] = uint16(j)
-	}
-	t.index4[256] = uint16(len(t.starts4) - 1)
-	t.index6[256] = uint16(len(t.starts6) - 1)
-	return t
-}
-
-func (t *classTable) class4(ip uint32) flowpb.AddrClass {
-	b := ip >> 24
-	lo, hi := t.index4[b], t.index4[b+1]
-	for lo < hi {
-		mid := (lo + hi + 1) >> 1
-		if t.starts4[mid] <= ip {
-			lo = mid
-		} else {
-			hi = mid - 1
-		}
-	}
-	return t.cls4[lo]
-}
-
-func (t *classTable) class6(hi, lo uint64) flowpb.AddrClass {
-	b := hi >> 56
-	l, h := t.index6[b], t.index6[b+1]
-	for l < h {
-		mid := (l + h + 1) >> 1
-		s := &t.starts6[mid]
-		if s.hi < hi || (s.hi == hi && s.lo <= lo) {
-			l = mid
-		} else {
-			h = mid - 1
-		}
-	}
-	return t.cls6[l]
+	st4, c4 = merge([][]span{normalize(sp4), normalize(lab4)}, max32, top)
+	st6, c6 = merge([][]span{normalize(sp6), normalize(lab6)}, max128, top)
+	return st4, c4, st6, c6
 }

@@ -5,11 +5,11 @@
 // lookup (150-300 ns, see perf_anchors.md §1). The pipeline needs an answer
 // per flow endpoint at line rate, so Open walks every network of every
 // configured file once, merges them (a City or Country database plus an ASN
-// database or CSV) and flattens the result into sorted range tables, one per
-// family, each with a multi-level bucket trie over the range starts (root on
-// the top 16 bits), and one interned 64-byte answer per distinct result. A
-// lookup is then one or two trie slots, a binary search over a handful of
-// entries and the answer: a few cache misses, no allocation.
+// database or CSV) and the address classes into one flat range table per
+// family, indexes it with a popcount trie (16-bit root, byte strides below)
+// and keeps one interned 64-byte answer per distinct (result, class). A
+// lookup is then two to four branch-free trie levels and the answer: a few
+// cache misses, no allocation.
 //
 // Special-purpose addresses (RFC 1918, CGNAT, ULA, loopback, link-local,
 // multicast, documentation, ...) and configured lab subnets are classified
@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
@@ -31,12 +32,11 @@ import (
 // DB is an immutable, flattened view of the configured databases. It is safe
 // for concurrent use; reloading builds a new DB (see Reloader).
 type DB struct {
-	t4        table4
-	t6        table6
+	t4, t6    ptrie // answer ids; IPv4 keys in the top 32 bits
+	n4, n6    int   // ranges of the merged tables, before classes are folded in
 	answers   []answer
 	countries []string // answer.country indexes this; [0] = ""
-	classes   *classTable
-	nat64     []u128 // /96 prefixes; lo's low 32 bits are zero
+	nat64     []u128   // /96 prefixes; lo's low 32 bits are zero
 	files     []FileStats
 }
 
@@ -52,14 +52,16 @@ type FileStats struct {
 // Stats describes a loaded DB.
 type Stats struct {
 	Files   []FileStats
-	Ranges4 int // ranges of the merged IPv4 table (including gaps)
+	Ranges4 int // ranges of the merged IPv4 table (including gaps; before address classes are folded in)
 	Ranges6 int
-	Records int // distinct answers
+	Records int // distinct answers ((record, address class) pairs)
+	Bytes   int // memory of the two tries and the answers (strings not counted)
 }
 
 // Stats returns the sizes of db's tables.
 func (db *DB) Stats() Stats {
-	return Stats{Files: db.files, Ranges4: len(db.t4.entries), Ranges6: len(db.t6.entries), Records: len(db.answers)}
+	return Stats{Files: db.files, Ranges4: db.n4, Ranges6: db.n6, Records: len(db.answers),
+		Bytes: db.t4.bytes() + db.t6.bytes() + len(db.answers)*int(unsafe.Sizeof(answer{}))}
 }
 
 // Open loads and merges cfg.Databases. Errors are one line and name the file.
@@ -70,7 +72,7 @@ func Open(cfg Config) (*DB, error) {
 	}
 	lab, _ := parsePrefixes(cfg.LabSubnets)
 	nat, _ := parsePrefixes(cfg.NAT64Prefixes)
-	db := &DB{classes: newClassTable(lab)}
+	db := &DB{}
 	for _, p := range nat {
 		db.nat64 = append(db.nat64, addrU128(p.Addr()))
 	}
@@ -106,15 +108,26 @@ func Open(cfg Config) (*DB, error) {
 	}
 	st4, r4 := merge(layers4, max32, combine)
 	st6, r6 := merge(layers6, max128, combine)
-	db.t4 = newTable4(st4, r4)
-	db.t6 = newTable6(st6, r6)
+	// Fold the address classes in: each range's answer is a (record,
+	// class) pair, so one trie walk yields both.
+	db.n4, db.n6 = len(st4), len(st6)
+	keys := newAnswerSet()
+	pair := func(rec, class uint32) uint32 { return keys.id(answerKey{rec, class}) }
+	c4s, c4, c6s, c6 := classTables(lab)
+	st4, r4 = overlay2(st4, r4, c4s, c4, pair)
+	st6, r6 = overlay2(st6, r6, c6s, c6, pair)
 	var err error
-	if db.answers, db.countries, err = compact(in.list); err != nil {
+	if db.answers, db.countries, err = compact(in.list, keys); err != nil {
 		return nil, fmt.Errorf("geo: %w", err)
 	}
+	for i := range st4 {
+		st4[i] = u128{st4[i].lo << 32, 0} // the trie keys on the top bits
+	}
+	db.t4 = buildPtrie(st4, r4, stride4)
+	db.t6 = buildPtrie(st6, r6, stride6)
 	loadSeconds.Set(time.Since(start).Seconds())
-	entries.WithLabelValues("ipv4").Set(float64(len(st4)))
-	entries.WithLabelValues("ipv6").Set(float64(len(st6)))
+	entries.WithLabelValues("ipv4").Set(float64(db.n4))
+	entries.WithLabelValues("ipv6").Set(float64(db.n6))
 	entries.WithLabelValues("records").Set(float64(len(db.answers)))
 	return db, nil
 }
@@ -163,47 +176,38 @@ func (db *DB) LookupPair(src, dst netip.Addr, srcOut, dstOut *flowpb.Geo) {
 	db.lookup(dst, dstOut)
 }
 
-// lookup is Lookup without the metric (benchmarks report both).
+// lookup is Lookup without the metric (benchmarks report both). The
+// address class is part of the answer, so this is one trie walk.
 func (db *DB) lookup(addr netip.Addr, out *flowpb.Geo) {
-	rec := &db.answers[0]
-	cls := flowpb.AddrClass_ADDR_CLASS_UNSPECIFIED
+	var id uint32 // answers[0]: UNSPECIFIED, no data
 	if addr.Is4In6() {
 		addr = addr.Unmap()
 	}
 	switch {
 	case addr.Is4():
-		b := addr.As4()
-		cls, rec = db.lookup4(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
+		id = db.t4.find4(be32(addr.As4()))
 	case addr.Is6():
 		b := addr.As16()
 		hi, lo := be64(b[:8]), be64(b[8:])
+		id = db.t6.find6(hi, lo)
 		for _, p := range db.nat64 {
 			if hi == p.hi && lo>>32 == p.lo>>32 {
-				cls, rec = db.lookup4(uint32(lo))
-				goto done
+				id = db.t4.find4(uint32(lo))
 			}
 		}
-		cls = db.classes.class6(hi, lo)
-		if cls == flowpb.AddrClass_ADDR_CLASS_PUBLIC {
-			rec = &db.answers[db.t6.find(hi, lo)]
-		}
 	}
-done:
-	out.AddrClass = cls
-	out.Country = db.countries[rec.country]
-	out.City = rec.city
-	out.Latitude = rec.lat
-	out.Longitude = rec.lon
-	out.Asn = rec.asn
-	out.Org = rec.org
+	a := &db.answers[id]
+	out.AddrClass = flowpb.AddrClass(a.class)
+	out.Country = db.countries[a.country]
+	out.City = a.city
+	out.Latitude = a.lat
+	out.Longitude = a.lon
+	out.Asn = a.asn
+	out.Org = a.org
 }
 
-func (db *DB) lookup4(ip uint32) (flowpb.AddrClass, *answer) {
-	cls := db.classes.class4(ip)
-	if cls != flowpb.AddrClass_ADDR_CLASS_PUBLIC {
-		return cls, &db.answers[0]
-	}
-	return cls, &db.answers[db.t4.find(ip)]
+func be32(b [4]byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 // lookupRaw returns the merged database answer for addr regardless of its
@@ -213,10 +217,12 @@ func (db *DB) lookupRaw(addr netip.Addr) record {
 	if b := addr.As16(); addr.Is6() && be64(b[:8]) == 0 && be64(b[8:])>>32 == 0 {
 		addr = netip.AddrFrom4([4]byte(b[12:])) // ::a.b.c.d, as libmaxminddb resolves it
 	}
+	var id uint32
 	if addr.Is4() {
-		b := addr.As4()
-		return db.record(db.t4.find(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])))
+		id = db.t4.find4(be32(addr.As4()))
+	} else {
+		b := addr.As16()
+		id = db.t6.find6(be64(b[:8]), be64(b[8:]))
 	}
-	b := addr.As16()
-	return db.record(db.t6.find(be64(b[:8]), be64(b[8:])))
+	return db.record(db.answers[id].raw)
 }

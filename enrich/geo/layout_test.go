@@ -194,11 +194,11 @@ func TestAdjacentAndNested(t *testing.T) {
 	rangesIn := func(db *DB, lo, hi string) int {
 		a, b := addrU128(netip.MustParseAddr(lo)), addrU128(netip.MustParseAddr(hi))
 		n := 0
-		for _, e := range db.t4.entries {
-			if s := e >> 32; s >= a.lo && s <= b.lo {
+		db.t4.walk(func(st u128, _ uint32) {
+			if s := st.hi >> 32; s >= a.lo && s <= b.lo {
 				n++
 			}
-		}
+		})
 		return n
 	}
 	// 9.9.0.0-9.9.2.255 US, 9.9.3.0/24 CA, then the gap from 9.9.4.0.

@@ -1,6 +1,10 @@
 package geo
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+)
 
 // Field mask bits: which attributes a source record sets. Merging overlays
 // later sources over earlier ones attribute by attribute, so a City database
@@ -86,23 +90,65 @@ func (in *interner) rec(r record) uint32 {
 	return id
 }
 
-// answer is the lookup-time form of a record: exactly one 64-byte cache line
-// (the slice is large enough to be page-aligned), with the country code as
-// an index into a small, always-hot table of the database's country strings.
+// answer is the lookup-time form of a (record, address class) pair:
+// exactly one 64-byte cache line (the slice is large enough to be
+// page-aligned), with the country code as an index into a small, always-hot
+// table of the database's country strings. Only PUBLIC answers carry data;
+// raw is the answer with the same record as PUBLIC (for lookupRaw).
 type answer struct {
 	city, org string
 	lat, lon  float64
 	asn       uint32
+	raw       uint32
 	country   uint16
-	_         [10]byte
+	class     uint8
+	_         [5]byte
 }
 
-// compact converts interned records into answers.
-func compact(recs []record) ([]answer, []string, error) {
+// answerKey is a record id with the address class of its range.
+type answerKey struct{ rec, class uint32 }
+
+// answerSet interns answer keys; id 0 is the empty record with class
+// UNSPECIFIED (what an invalid address gets).
+type answerSet struct {
+	ids  map[answerKey]uint32
+	list []answerKey
+}
+
+func newAnswerSet() *answerSet {
+	return &answerSet{ids: map[answerKey]uint32{{}: 0}, list: []answerKey{{}}}
+}
+
+func (s *answerSet) id(k answerKey) uint32 {
+	if id, ok := s.ids[k]; ok {
+		return id
+	}
+	id := uint32(len(s.list))
+	s.ids[k] = id
+	s.list = append(s.list, k)
+	return id
+}
+
+// compact converts interned (record, class) keys into answers.
+func compact(recs []record, keys *answerSet) ([]answer, []string, error) {
+	// Every answer's PUBLIC twin must exist for raw; interning may append.
+	for i := 0; i < len(keys.list); i++ {
+		keys.id(answerKey{keys.list[i].rec, uint32(flowpb.AddrClass_ADDR_CLASS_PUBLIC)})
+	}
+	if len(keys.list) > refMask {
+		return nil, nil, errors.New("too many distinct answers")
+	}
 	countries := []string{""}
 	idx := map[string]uint16{"": 0}
-	out := make([]answer, len(recs))
-	for i, r := range recs {
+	out := make([]answer, len(keys.list))
+	for i, k := range keys.list {
+		a := &out[i]
+		a.class = uint8(k.class)
+		a.raw = keys.ids[answerKey{k.rec, uint32(flowpb.AddrClass_ADDR_CLASS_PUBLIC)}]
+		if k.class != uint32(flowpb.AddrClass_ADDR_CLASS_PUBLIC) {
+			continue // special space carries no database data
+		}
+		r := recs[k.rec]
 		c, ok := idx[r.country]
 		if !ok {
 			if len(countries) > 0xffff {
@@ -112,7 +158,7 @@ func compact(recs []record) ([]answer, []string, error) {
 			idx[r.country] = c
 			countries = append(countries, r.country)
 		}
-		out[i] = answer{city: r.city, org: r.org, lat: r.lat, lon: r.lon, asn: r.asn, country: c}
+		a.city, a.org, a.lat, a.lon, a.asn, a.country = r.city, r.org, r.lat, r.lon, r.asn, c
 	}
 	return out, countries, nil
 }
