@@ -117,6 +117,7 @@ type Worker struct {
 	e       *Enricher
 	scanner *ident.Scanner
 	red     redactor
+	geoN    geo.Tally
 }
 
 // NewWorker returns a Worker; create one per goroutine.
@@ -144,7 +145,7 @@ func (w *Worker) Enrich(rec *flowpb.FlowRecord) {
 		if en.DstGeo == nil {
 			en.DstGeo = &flowpb.Geo{}
 		}
-		g.LookupPair(src, dst, en.SrcGeo, en.DstGeo)
+		g.LookupPairTallied(src, dst, en.SrcGeo, en.DstGeo, &w.geoN)
 	}
 	if inv := w.e.inv; inv != nil {
 		if en.Device == nil {

@@ -126,6 +126,16 @@ func benchLookups(b *testing.B, s *benchSet, baselines ...baseline) {
 				s.db.LookupPair(addrs[i&(benchAddrs-1)], addrs[(i+1)&(benchAddrs-1)], &g1, &g2)
 			}
 		})
+		b.Run(fam+"/flat-pair-tallied-per-endpoint", func(b *testing.B) {
+			var g1, g2 flowpb.Geo
+			var t Tally
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += 2 {
+				s.db.LookupPairTallied(addrs[i&(benchAddrs-1)], addrs[(i+1)&(benchAddrs-1)], &g1, &g2, &t)
+			}
+			t.Flush()
+		})
 		b.Run(fam+"/flat-uncounted", func(b *testing.B) {
 			var g flowpb.Geo
 			b.ReportAllocs()

@@ -115,3 +115,36 @@ func TestLookupPairAndCounter(t *testing.T) {
 		t.Errorf("counted %d lookups, want %d", got, 4*len(pairs))
 	}
 }
+
+// TestTallyCounts: LookupPairTallied answers like LookupPair, its counts
+// reach the metric at the flush threshold or on Flush, and none is lost.
+func TestTallyCounts(t *testing.T) {
+	db, err := Open(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("2001:4860::1")
+	var s1, d1, s2, d2 flowpb.Geo
+	db.LookupPair(a, b, &s1, &d1)
+	var tl Tally
+	before := totalLookups()
+	db.LookupPairTallied(a, b, &s2, &d2, &tl)
+	if s1.String() != s2.String() || d1.String() != d2.String() {
+		t.Fatalf("tallied %v/%v, pair %v/%v", &s2, &d2, &s1, &d1)
+	}
+	if got := totalLookups() - before; got != 0 {
+		t.Fatalf("counted %d before the flush threshold", got)
+	}
+	for i := 1; i < tallyFlush/2; i++ {
+		db.LookupPairTallied(a, b, &s2, &d2, &tl)
+	}
+	if got := totalLookups() - before; got != tallyFlush {
+		t.Fatalf("at the threshold the metric has %d, want %d", got, tallyFlush)
+	}
+	db.LookupPairTallied(a, b, &s2, &d2, &tl)
+	tl.Flush()
+	tl.Flush()
+	if got := totalLookups() - before; got != tallyFlush+2 {
+		t.Fatalf("after Flush the metric has %d, want %d", got, tallyFlush+2)
+	}
+}

@@ -176,6 +176,33 @@ func (db *DB) LookupPair(src, dst netip.Addr, srcOut, dstOut *flowpb.Geo) {
 	db.lookup(dst, dstOut)
 }
 
+// Tally counts one goroutine's lookups in a plain field and adds them to
+// exfilwatch_geo_lookups_total every tallyFlush lookups: an atomic add is a
+// full fence on x86, and one per lookup keeps the cache misses of
+// consecutive lookups from overlapping (the counted Lookup measured 1.3-2.5x
+// the uncounted one on random addresses). The metric lags by less than
+// tallyFlush per goroutine. A Tally must not be shared between goroutines.
+type Tally struct{ n uint64 }
+
+const tallyFlush = 1024
+
+// Flush adds what t has counted to the metric now.
+func (t *Tally) Flush() {
+	if t.n > 0 {
+		lookupShards[0].n.Add(t.n)
+		t.n = 0
+	}
+}
+
+// LookupPairTallied is LookupPair counting in t instead of the shared counter.
+func (db *DB) LookupPairTallied(src, dst netip.Addr, srcOut, dstOut *flowpb.Geo, t *Tally) {
+	db.lookup(src, srcOut)
+	db.lookup(dst, dstOut)
+	if t.n += 2; t.n >= tallyFlush {
+		t.Flush()
+	}
+}
+
 // lookup is Lookup without the metric (benchmarks report both). The
 // address class is part of the answer, so this is one trie walk.
 func (db *DB) lookup(addr netip.Addr, out *flowpb.Geo) {

@@ -77,6 +77,11 @@ func (r *Reloader) LookupPair(src, dst netip.Addr, srcOut, dstOut *flowpb.Geo) {
 	r.cur.Load().LookupPair(src, dst, srcOut, dstOut)
 }
 
+// LookupPairTallied is DB().LookupPairTallied.
+func (r *Reloader) LookupPairTallied(src, dst netip.Addr, srcOut, dstOut *flowpb.Geo, t *Tally) {
+	r.cur.Load().LookupPairTallied(src, dst, srcOut, dstOut, t)
+}
+
 // Check polls the files once and reloads if any changed. It reports whether
 // a new DB was swapped in; a load error is logged, counted and returned.
 func (r *Reloader) Check() (bool, error) {
