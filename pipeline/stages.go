@@ -262,6 +262,9 @@ func Enrich(ctx context.Context, cfg *Config, in transport.Reader, out, dlq tran
 	return transport.Run(ctx, cfg.Kafka, in, out, dlq, transport.Stage[*flowpb.FlowRecord, *flowpb.FlowRecord]{
 		Name: "enrich",
 		Log:  log,
+		// Keyed by attributed device (else source address) so a device's
+		// detector state lives on one detect instance.
+		Key: transport.FlowKey,
 		Process: func(_ context.Context, rec *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
 			w.Enrich(rec)
 			emit(rec)
