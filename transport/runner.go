@@ -48,9 +48,11 @@ type Stage[In, Out proto.Message] struct {
 	Checkpoint func(final bool) SaveFunc
 	// Applied is the position (Offset = last record included, per topic and
 	// partition) of the state the stage restored, as last passed to a
-	// SaveFunc. Run does not Process records at or before it (they are in the
-	// state and their outputs were acknowledged before it was saved; a crash
-	// or a failed commit after the save re-delivers them) but commits them.
+	// SaveFunc. With Checkpoint set, Run does not Process records at or
+	// before it, nor records it already processed itself (Kafka re-delivers
+	// from the committed offset after a crash, a failed commit or a
+	// rebalance, which may be behind the state): they are in the state and
+	// their outputs were, or are being, written. It still commits them.
 	Applied []Message
 	// Log receives the runner's logs; nil means slog.Default().
 	Log *slog.Logger
@@ -459,19 +461,20 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 	}
 	c.checkpoint = st.Checkpoint
 	c.pos = mergePos(nil, st.Applied)
-	// skip: partitions whose first records after a restart may already be in
-	// the restored state. An entry is dropped once its partition passes it.
-	skip := mergePos(nil, st.Applied)
-	applied := func(m *Message) bool {
-		for i := range skip {
-			if p := &skip[i]; p.Partition == m.Partition && p.Topic == m.Topic {
+	// done is, per partition, the last offset whose record is in the
+	// stage's state: restored, then every record fetched.
+	done := mergePos(nil, st.Applied)
+	inState := func(m *Message) bool {
+		for i := range done {
+			if p := &done[i]; p.Partition == m.Partition && p.Topic == m.Topic {
 				if m.Offset <= p.Offset {
 					return true
 				}
-				skip = append(skip[:i], skip[i+1:]...)
+				p.Offset = m.Offset
 				return false
 			}
 		}
+		done = append(done, Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 		return false
 	}
 	outFmt := formatOf(dst)
@@ -508,7 +511,7 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 		cur.arena, cur.spans = cur.arena[:0], cur.spans[:0]
 		for i := range batch {
 			m := &batch[i]
-			if len(skip) > 0 && applied(m) {
+			if st.Checkpoint != nil && inState(m) {
 				continue
 			}
 			if class, reason := c.dec.decode(m, in); class != "" {
