@@ -277,3 +277,50 @@ func TestDetectRestartIsReplayConsistent(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadCheckpointFormats: a checkpoint round-trips with its position; a
+// bare engine snapshot (written before checkpoints had one) still loads;
+// garbage is refused.
+func TestLoadCheckpointFormats(t *testing.T) {
+	cfg := checkpointConfig(t)
+	d, err := NewDetector(&cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newFlowLog(t, 50)
+	for _, m := range l.recs {
+		rec := &flowpb.FlowRecord{}
+		if err := proto.Unmarshal(m.Value, rec); err != nil {
+			t.Fatal(err)
+		}
+		d.Engine.Process(rec, func(*flowpb.Alert) {})
+	}
+	state := engineState(t, d)
+	path := cfg.DetectState.SnapshotPath
+	pos := []transport.Message{{Topic: "enriched", Partition: 0, Offset: 24}, {Topic: "enriched", Partition: 1, Offset: 23}}
+	if err := writeCheckpoint(path, pos, state); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := NewDetector(&cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(engineState(t, d2), state) || fmtPos(d2.pos) != fmtPos(pos) {
+		t.Fatalf("restored position %v (state equal %v), want %v", d2.pos, bytes.Equal(engineState(t, d2), state), pos)
+	}
+
+	if err := os.WriteFile(path, state, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eng := d2.Engine
+	got, err := loadCheckpoint(path, eng)
+	if err != nil || got != nil || !bytes.Equal(engineState(t, d2), state) {
+		t.Fatalf("bare snapshot: position %v, err %v", got, err)
+	}
+	if err := os.WriteFile(path, []byte("exfilwatch-detect-checkpoint 1\n[{\"topic\":\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadCheckpoint(path, eng); err == nil {
+		t.Fatal("a damaged checkpoint was accepted")
+	}
+}
