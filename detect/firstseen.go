@@ -17,6 +17,9 @@ type modelState struct {
 	asns      map[uint32]struct{}
 }
 
+// firstSeenWindow buckets first-seen alerts (window start and id) by day.
+const firstSeenWindow = 24 * time.Hour
+
 func countryKey(cc string) (uint16, bool) {
 	if !isCountryCode(cc) {
 		return 0, false
@@ -80,7 +83,11 @@ func (e *Engine) raiseFirstSeen(d *device, rec *flowpb.FlowRecord, ts int64, kin
 		ev("known_asns", strconv.Itoa(len(m.asns)-btoi(kind == "asn"))),
 	}
 	summary := fmt.Sprintf("first %s %s ever seen for model %q (device %s) to %s", kind, what, d.model, d.id, destLabel(dst))
-	e.raise(detFirstSeen, d, ts, ts, ts+int64(e.cfg.Suppression), dst, rec, rec.BytesOut, flowpb.Severity_SEVERITY_MEDIUM, 0, summary, evidence, emit)
+	// Each detect instance learns a model on its own and raises its own
+	// first-seen alert; the window (and so the id, and the ClickHouse
+	// partition) is the UTC day of the record, not its exact time, so the
+	// instances' alerts raised on the same day are one row after merging.
+	e.raise(detFirstSeen, d, ts, windowStart(ts, firstSeenWindow), ts+int64(e.cfg.Suppression), dst, rec, rec.BytesOut, flowpb.Severity_SEVERITY_MEDIUM, 0, summary, evidence, emit)
 }
 
 func btoi(b bool) int {

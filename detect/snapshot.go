@@ -20,18 +20,22 @@ const snapshotMagic = "exfilwatch-detect-snapshot 1\n"
 // the in-memory layout can change without breaking the file format.
 type snapshot struct {
 	Watermark, DataMin int64
-	Devices            []snapDevice
-	Models             []snapModel
-	Open               []snapAlert
+	// NextSweep and each device's RefreshAt make a restored engine sweep and
+	// re-read attributes at the same records as one that never stopped (0 in
+	// older snapshots: derived from the watermark, as before).
+	NextSweep int64
+	Devices   []snapDevice
+	Models    []snapModel
+	Open      []snapAlert
 }
 
 type snapDevice struct {
-	ID, Model, Group string
-	Addr             [16]byte
-	LastSeen         int64
-	Volume           []snapVol
-	Pairs            []snapPair
-	DNS              []snapDNS
+	ID, Model, Group    string
+	Addr                [16]byte
+	LastSeen, RefreshAt int64
+	Volume              []snapVol
+	Pairs               []snapPair
+	DNS                 []snapDNS
 }
 
 type snapVol struct {
@@ -85,7 +89,7 @@ type snapAlert struct {
 // DNS windows, model destination sets and open (suppressing) alerts. Only the
 // Prometheus counters and configuration are not included.
 func (e *Engine) Snapshot(w io.Writer) error {
-	s := snapshot{Watermark: e.watermark, DataMin: e.dataMin}
+	s := snapshot{Watermark: e.watermark, DataMin: e.dataMin, NextSweep: e.nextSweep}
 	e.devices.each(func(_ uint64, d *device) { s.Devices = append(s.Devices, snapDev(d)) })
 	for _, d := range e.anon {
 		s.Devices = append(s.Devices, snapDev(d))
@@ -133,7 +137,7 @@ func (e *Engine) Snapshot(w io.Writer) error {
 }
 
 func snapDev(d *device) snapDevice {
-	sd := snapDevice{ID: d.id, Model: d.model, Group: d.group, Addr: d.addr, LastSeen: d.lastSeen}
+	sd := snapDevice{ID: d.id, Model: d.model, Group: d.group, Addr: d.addr, LastSeen: d.lastSeen, RefreshAt: d.refreshAt}
 	d.volume.each(func(_ uint64, v *volState) {
 		sd.Volume = append(sd.Volume, snapVol{Country: v.key.country, Org: v.key.org, WinStart: v.winStart, LastSeen: v.lastSeen,
 			Bytes: v.bytes, Mean: v.mean, Variance: v.variance, Limit: v.limit, Windows: v.windows})
@@ -187,7 +191,7 @@ func (e *Engine) Restore(r io.Reader) error {
 	var devices table[device]
 	anon := map[[16]byte]*device{}
 	for _, sd := range s.Devices {
-		d := &device{id: sd.ID, model: sd.Model, group: sd.Group, addr: sd.Addr, lastSeen: sd.LastSeen}
+		d := &device{id: sd.ID, model: sd.Model, group: sd.Group, addr: sd.Addr, lastSeen: sd.LastSeen, refreshAt: sd.RefreshAt}
 		for _, v := range sd.Volume {
 			k := volKey{v.Country, v.Org}
 			d.volume.put(k.hash(), &volState{key: k, winStart: v.WinStart, lastSeen: v.LastSeen, bytes: v.Bytes,
@@ -250,6 +254,9 @@ func (e *Engine) Restore(r io.Reader) error {
 	}
 	e.devices, e.anon, e.models, e.open = devices, anon, models, open
 	e.watermark, e.dataMin = s.Watermark, s.DataMin
-	e.nextSweep = e.watermark + sweepEvery
+	e.nextSweep = s.NextSweep
+	if e.nextSweep == 0 {
+		e.nextSweep = e.watermark + sweepEvery
+	}
 	return nil
 }

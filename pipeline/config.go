@@ -39,12 +39,16 @@ type Config struct {
 	Webhooks    webhook.Config    `yaml:"webhooks" help:"alert webhooks"`
 }
 
-// DetectStateConfig says where the detect stage keeps its state snapshot.
+// DetectStateConfig says where the detect stage keeps its state checkpoint.
 type DetectStateConfig struct {
-	SnapshotPath     string        `yaml:"snapshot_path" help:"file the detector state is saved to periodically and on shutdown and loaded from at start (empty: state is not persisted)"`
-	SnapshotInterval time.Duration `yaml:"snapshot_interval" help:"how often the detector state is saved"`
+	SnapshotPath     string        `yaml:"snapshot_path" help:"file the detect stage checkpoints its state to, in step with its Kafka offset commits, and restores it from at start (the directory is created; empty: state is kept in memory only and starts empty after a restart; not used when reading a file with --in)"`
+	SnapshotInterval time.Duration `yaml:"snapshot_interval" help:"how often the detector state is checkpointed; offsets are committed only with a checkpoint, so a restart re-reads up to this much input"`
 	FlushInterval    time.Duration `yaml:"flush_interval" help:"how often (wall clock) windows are re-scored and expired alerts closed while records flow"`
 }
+
+// DefaultSnapshotPath is under the state directory of the systemd units
+// (StateDirectory=exfilwatch) and of the Kubernetes detect pods' volume.
+const DefaultSnapshotPath = "/var/lib/exfilwatch/detect.snapshot"
 
 // Validate checks the values.
 func (c DetectStateConfig) Validate() error {
@@ -69,7 +73,7 @@ func DefaultConfig() Config {
 		Identifiers: ident.DefaultConfig(),
 		Enrich:      enrich.DefaultConfig(),
 		Detect:      detect.DefaultConfig(),
-		DetectState: DetectStateConfig{SnapshotInterval: time.Minute, FlushInterval: 5 * time.Second},
+		DetectState: DetectStateConfig{SnapshotPath: DefaultSnapshotPath, SnapshotInterval: time.Minute, FlushInterval: 5 * time.Second},
 		ClickHouse:  clickhouse.DefaultConfig(),
 		Webhooks:    webhook.DefaultConfig(),
 	}

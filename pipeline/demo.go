@@ -27,7 +27,8 @@ import (
 
 // DemoConfig is DefaultConfig plus what a simulated lab needs: its subnet,
 // a destination policy for the india-retail group and a one-hour learning
-// period for first-seen destinations (the simulated day is 12 hours long).
+// period for first-seen destinations (the simulated day is 12 hours long);
+// detector state is not checkpointed.
 func DemoConfig() Config {
 	c := DefaultConfig()
 	c.MetricsAddr = ""
@@ -35,6 +36,7 @@ func DemoConfig() Config {
 	c.Detect.Policy.Groups = map[string]detect.GroupPolicy{"india-retail": {DenyCountries: []string{"CN"}}}
 	c.Detect.FirstSeen.Learning = time.Hour
 	c.DetectState.FlushInterval = time.Second
+	c.DetectState.SnapshotPath = "" // every demo run starts from scratch
 	return c
 }
 

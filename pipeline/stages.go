@@ -1,12 +1,14 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -263,6 +265,9 @@ func Enrich(ctx context.Context, cfg *Config, in transport.Reader, out, dlq tran
 	return transport.Run(ctx, cfg.Kafka, in, out, dlq, transport.Stage[*flowpb.FlowRecord, *flowpb.FlowRecord]{
 		Name: "enrich",
 		Log:  log,
+		// Keyed by attributed device (else source address) so a device's
+		// detector state lives on one detect instance.
+		Key: transport.FlowKey,
 		Process: func(_ context.Context, rec *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
 			w.Enrich(rec)
 			emit(rec)
@@ -274,76 +279,122 @@ func Enrich(ctx context.Context, cfg *Config, in transport.Reader, out, dlq tran
 	})
 }
 
-// Detector wraps a detect.Engine with its persistence and periodic flush.
+// Detector wraps a detect.Engine with its checkpoints and periodic flush.
+//
+// With detect_state.snapshot_path set, the engine state is checkpointed in
+// step with the offset commits (transport.Stage.Checkpoint): captured on the
+// Process goroutine after a batch, written atomically once that batch is
+// acknowledged, and only then are the offsets up to it committed. The file
+// records the position it reflects, and on restart the runner skips records
+// at or before it, so restored state plus re-consumed records equals the
+// state of a run that never stopped (see docs/detectors.md for the limits).
 type Detector struct {
 	Engine   *detect.Engine
 	cfg      DetectStateConfig
 	log      *slog.Logger
-	lastSave time.Time
+	lastCkpt time.Time
 	lastFl   time.Time
+	ckptSize int // size of the last checkpoint, to size the next buffer
+	// pos is the input position of the restored or last stored state.
+	pos []transport.Message
+	// due reports whether a checkpoint is due (tests pin it to batches).
+	due func() bool
 }
 
-// NewDetector builds the engine and restores its snapshot if there is one.
+// NewDetector builds the engine and restores its checkpoint if there is one.
 func NewDetector(cfg *Config, log *slog.Logger) (*Detector, error) {
 	eng, err := detect.New(cfg.Detect)
 	if err != nil {
 		return nil, err
 	}
-	d := &Detector{Engine: eng, cfg: cfg.DetectState, log: log, lastSave: time.Now(), lastFl: time.Now()}
-	if p := cfg.DetectState.SnapshotPath; p != "" {
-		f, err := os.Open(p)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			log.Info("no detector snapshot yet; starting empty", "path", p)
-		case err != nil:
-			return nil, fmt.Errorf("detect_state.snapshot_path: %w", err)
-		default:
-			err := eng.Restore(f)
-			f.Close()
-			if err != nil {
-				// A damaged snapshot must not stop detection: start empty, loudly.
-				log.Error("detector snapshot unreadable; starting with empty state", "path", p, "err", err)
-			} else {
-				log.Info("detector state restored", "path", p, "devices", eng.DeviceCount())
-			}
+	now := time.Now()
+	d := &Detector{Engine: eng, cfg: cfg.DetectState, log: log, lastCkpt: now, lastFl: now}
+	d.due = func() bool { return time.Since(d.lastCkpt) >= d.cfg.SnapshotInterval }
+	p := cfg.DetectState.SnapshotPath
+	if p == "" {
+		return d, nil
+	}
+	// Fail now rather than at the first checkpoint, which would stop the
+	// stage with nothing committed.
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		return nil, fmt.Errorf("detect_state.snapshot_path: %w (set it to \"\" to keep state in memory only)", err)
+	}
+	pos, err := loadCheckpoint(p, eng)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		log.Info("no detector checkpoint yet; starting empty", "path", p)
+	case err != nil:
+		// A damaged checkpoint must not stop detection: start empty, loudly.
+		// The committed offsets then resume with empty state.
+		log.Error("detector checkpoint unreadable; starting with empty state", "path", p, "err", err)
+		if eng, err = detect.New(cfg.Detect); err != nil {
+			return nil, err
 		}
+		d.Engine = eng
+	default:
+		d.pos = pos
+		log.Info("detector state restored", "path", p, "devices", eng.DeviceCount(), "position", fmtPos(pos))
 	}
 	return d, nil
 }
 
-// Save writes the snapshot atomically (temp file + rename).
-func (d *Detector) Save() error {
-	p := d.cfg.SnapshotPath
-	if p == "" {
-		return nil
+func fmtPos(pos []transport.Message) string {
+	var b []byte
+	for i, m := range pos {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = fmt.Appendf(b, "%s/%d@%d", m.Topic, m.Partition, m.Offset)
 	}
-	tmp := p + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("detector snapshot: %w", err)
-	}
-	if err := d.Engine.Snapshot(f); err != nil {
-		f.Close()
-		return fmt.Errorf("detector snapshot: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("detector snapshot: %w", err)
-	}
-	d.lastSave = time.Now()
-	return os.Rename(tmp, p)
+	return string(b)
 }
 
-// process runs one record and does the periodic housekeeping.
+// checkpoint implements transport.Stage.Checkpoint: it serializes the state
+// now (the Process goroutine, between batches) and returns the write.
+func (d *Detector) checkpoint(final bool) transport.SaveFunc {
+	if !final && !d.due() {
+		return nil
+	}
+	d.lastCkpt = time.Now()
+	var b bytes.Buffer
+	b.Grow(d.ckptSize + d.ckptSize/8)
+	if err := d.Engine.Snapshot(&b); err != nil {
+		return func(context.Context, []transport.Message) error { return err }
+	}
+	d.ckptSize = b.Len()
+	state := b.Bytes()
+	return func(_ context.Context, pos []transport.Message) error { return d.store(pos, state) }
+}
+
+// store writes state as the checkpoint at pos.
+func (d *Detector) store(pos []transport.Message, state []byte) error {
+	if err := writeCheckpoint(d.cfg.SnapshotPath, pos, state); err != nil {
+		return err
+	}
+	d.pos = append(d.pos[:0], pos...)
+	return nil
+}
+
+// Save checkpoints the current state at the position of the last stored
+// checkpoint (the detect stage calls it after its final flush, whose alerts
+// are then already written).
+func (d *Detector) Save() error {
+	if d.cfg.SnapshotPath == "" {
+		return nil
+	}
+	var b bytes.Buffer
+	if err := d.Engine.Snapshot(&b); err != nil {
+		return fmt.Errorf("detector checkpoint: %w", err)
+	}
+	return d.store(slices.Clone(d.pos), b.Bytes())
+}
+
+// process runs one record and does the periodic (wall-clock) flush.
 func (d *Detector) process(rec *flowpb.FlowRecord, emit func(*flowpb.Alert)) {
 	d.Engine.Process(rec, emit)
 	if now := time.Now(); now.Sub(d.lastFl) >= d.cfg.FlushInterval {
 		d.lastFl = now
 		d.Engine.Flush(0, emit)
-		if d.cfg.SnapshotPath != "" && now.Sub(d.lastSave) >= d.cfg.SnapshotInterval {
-			if err := d.Save(); err != nil {
-				d.log.Error("saving detector state", "err", err)
-			}
-		}
 	}
 }
 
@@ -355,9 +406,14 @@ func Detect(ctx context.Context, cfg *Config, in transport.Reader, out, dlq tran
 	if err != nil {
 		return err
 	}
-	err = transport.Run(ctx, cfg.Kafka, in, out, dlq, transport.Stage[*flowpb.FlowRecord, *flowpb.Alert]{
+	return d.Run(ctx, cfg.Kafka, in, out, dlq, cnt)
+}
+
+// Run runs the detect stage with d's engine; see Detect.
+func (d *Detector) Run(ctx context.Context, kcfg transport.Config, in transport.Reader, out, dlq transport.Writer, cnt *Counters) error {
+	st := transport.Stage[*flowpb.FlowRecord, *flowpb.Alert]{
 		Name: "detect",
-		Log:  log,
+		Log:  d.log,
 		Process: func(_ context.Context, rec *flowpb.FlowRecord, emit func(*flowpb.Alert)) error {
 			d.process(rec, func(a *flowpb.Alert) {
 				emit(a)
@@ -370,14 +426,21 @@ func Detect(ctx context.Context, cfg *Config, in transport.Reader, out, dlq tran
 			}
 			return nil
 		},
-	})
-	if err != nil {
+	}
+	if d.cfg.SnapshotPath != "" {
+		st.Checkpoint, st.Applied = d.checkpoint, slices.Clone(d.pos)
+	}
+	if err := transport.Run(ctx, kcfg, in, out, dlq, st); err != nil {
 		return err
 	}
-	// Run returned: a finite input ended or ctx was cancelled after draining.
-	// Score open windows once more and write what that raises.
-	ferr := d.FlushTo(context.WithoutCancel(ctx), out, cnt)
-	return errors.Join(ferr, d.Save())
+	// Run returned: a finite input ended or ctx was cancelled after draining
+	// (and the final checkpoint was stored). Score open windows once more,
+	// write what that raises, and only then store the flushed state: if the
+	// write fails, the checkpoint stays the one before the flush.
+	if err := d.FlushTo(context.WithoutCancel(ctx), out, cnt); err != nil {
+		return err
+	}
+	return d.Save()
 }
 
 // FlushTo scores every window at the engine's watermark and writes the

@@ -66,16 +66,27 @@ func (d decoder) decode(msg *Message, into proto.Message) (class, reason string)
 }
 
 // DefaultKey is the Kafka key used when a stage gives none: a flow record's
-// device-side address (so one device's records stay in one partition, in
-// order), an alert's device id, a dead letter's original key.
+// FlowKey, an alert's device id, a dead letter's original key.
 func DefaultKey(dst []byte, m proto.Message) []byte {
 	switch v := m.(type) {
 	case *flowpb.FlowRecord:
-		return append(dst, v.GetSrcAddr()...)
+		return FlowKey(dst, v)
 	case *flowpb.Alert:
 		return append(dst, v.GetDeviceId()...)
 	case *flowpb.DeadLetter:
 		return append(dst, v.GetKey()...)
 	}
 	return dst
+}
+
+// FlowKey appends a flow record's Kafka key to dst: the attributed device id
+// once enrich has set one, else the device-side (source) address. Keying by
+// device keeps all of a device's records (IPv4 and IPv6, before and after a
+// DHCP renewal) in one partition, in order, so the detector state that shards
+// with the partitions is not split across detect instances.
+func FlowKey(dst []byte, rec *flowpb.FlowRecord) []byte {
+	if id := rec.GetEnrichment().GetDevice().GetId(); id != "" {
+		return append(dst, id...)
+	}
+	return append(dst, rec.GetSrcAddr()...)
 }

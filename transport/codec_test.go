@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
@@ -96,6 +97,52 @@ func TestDefaultKey(t *testing.T) {
 	}
 	if got := DefaultKey([]byte("x"), &flowpb.Alert{DeviceId: "pixel-7"}); string(got) != "xpixel-7" {
 		t.Fatalf("alert key %q", got)
+	}
+}
+
+func TestFlowKeyIsDeviceOnceAttributed(t *testing.T) {
+	raw := &flowpb.FlowRecord{SrcAddr: []byte{10, 20, 0, 17}}
+	if got := FlowKey(nil, raw); !bytes.Equal(got, raw.SrcAddr) {
+		t.Fatalf("unattributed key %x, want src_addr %x", got, raw.SrcAddr)
+	}
+	attributed := func(src []byte) *flowpb.FlowRecord {
+		return &flowpb.FlowRecord{SrcAddr: src, Enrichment: &flowpb.Enrichment{Device: &flowpb.Device{Id: "lab-0007", Model: "Redmi 1S"}}}
+	}
+	if got := FlowKey([]byte("x"), attributed(raw.SrcAddr)); string(got) != "xlab-0007" {
+		t.Fatalf("attributed key %q, want the device id appended", got)
+	}
+	if got := DefaultKey(nil, attributed(raw.SrcAddr)); string(got) != "lab-0007" {
+		t.Fatalf("DefaultKey %q disagrees with FlowKey", got)
+	}
+}
+
+// One device over IPv4 and IPv6 (or before and after a DHCP renewal) must
+// land on one partition of the enriched topic, or its detector state splits
+// across detect instances.
+func TestFlowKeyOneDeviceOnePartition(t *testing.T) {
+	v4 := []byte{10, 20, 0, 17}
+	v4renewed := []byte{10, 20, 3, 201}
+	v6 := []byte{0xfd, 0, 0, 0, 0, 0, 0, 0, 0xa6, 0x50, 0x46, 0xff, 0xfe, 0x12, 0x34, 0x56}
+	const partitions = 12
+	parts := make([]int, partitions)
+	for i := range parts {
+		parts[i] = i
+	}
+	partition := func(key []byte) int { return (&kafka.Hash{}).Balance(kafka.Message{Key: key}, parts...) }
+	// The addresses alone spread over partitions, so the test means something.
+	if p4, p4r, p6 := partition(v4), partition(v4renewed), partition(v6); p4 == p4r && p4 == p6 {
+		t.Fatalf("test addresses all hash to partition %d; pick others", p4)
+	}
+	var keys [][]byte
+	for _, src := range [][]byte{v4, v4renewed, v6} {
+		rec := &flowpb.FlowRecord{SrcAddr: src, Enrichment: &flowpb.Enrichment{Device: &flowpb.Device{Id: "lab-0007"}}}
+		keys = append(keys, FlowKey(nil, rec))
+	}
+	for i, k := range keys[1:] {
+		if !bytes.Equal(k, keys[0]) || partition(k) != partition(keys[0]) {
+			t.Fatalf("record %d of the device: key %q partition %d, first record: key %q partition %d",
+				i+1, k, partition(k), keys[0], partition(keys[0]))
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,27 @@ type Stage[In, Out proto.Message] struct {
 	Process func(ctx context.Context, in In, emit func(Out)) error
 	// Key appends the Kafka key of out to dst; nil means DefaultKey.
 	Key func(dst []byte, out Out) []byte
+	// Checkpoint, when set, keeps state the stage holds across records in
+	// step with the committed offsets. Run calls it on the Process goroutine
+	// after the last record of each batch, so what it captures is the state
+	// after exactly the records fetched so far, and final is true for one
+	// last call once the input ended or ctx was cancelled with every batch
+	// acknowledged. It returns nil when no checkpoint is due (the stage picks
+	// how often), else a function that stores the captured state. Run calls
+	// that function once the batch and every earlier one are acknowledged,
+	// with the position the state reflects, and commits their offsets only
+	// after it returned nil. Offsets of batches without a checkpoint are held
+	// back until the next one, so the committed position never runs ahead of
+	// the stored state. A failing save stops the stage like a failed write.
+	Checkpoint func(final bool) SaveFunc
+	// Applied is the position (Offset = last record included, per topic and
+	// partition) of the state the stage restored, as last passed to a
+	// SaveFunc. With Checkpoint set, Run does not Process records at or
+	// before it, nor records it already processed itself (Kafka re-delivers
+	// from the committed offset after a crash, a failed commit or a
+	// rebalance, which may be behind the state): they are in the state and
+	// their outputs were, or are being, written. It still commits them.
+	Applied []Message
 	// Log receives the runner's logs; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -47,6 +69,12 @@ type Sink[In proto.Message] struct {
 	WriteBatch func(ctx context.Context, batch []In) error
 	Log        *slog.Logger
 }
+
+// SaveFunc stores a checkpoint captured by Stage.Checkpoint. pos holds, per
+// topic and partition, the offset of the last record the state includes
+// (only Topic, Partition and Offset are set); it is only valid during the
+// call.
+type SaveFunc func(ctx context.Context, pos []Message) error
 
 type fatalError struct{ err error }
 
@@ -89,7 +117,25 @@ type slot struct {
 	dlSp    []span
 	dlOut   []Message
 	offsets []Message // Topic, Partition and Offset of every fetched record
+	save    SaveFunc  // checkpoint captured after this batch, if any
 	started time.Time
+}
+
+// mergePos folds the offsets of msgs into pos, one entry per topic and
+// partition holding the highest offset.
+func mergePos(pos, msgs []Message) []Message {
+next:
+	for i := range msgs {
+		m := &msgs[i]
+		for j := range pos {
+			if p := &pos[j]; p.Partition == m.Partition && p.Topic == m.Topic {
+				p.Offset = max(p.Offset, m.Offset)
+				continue next
+			}
+		}
+		pos = append(pos, Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Format: m.Format})
+	}
+	return pos
 }
 
 // core is the part of the runner shared by Run and RunSink: fetching,
@@ -107,6 +153,10 @@ type core struct {
 	dlFmt Format
 	dl    flowpb.DeadLetter
 	lagAt time.Time
+	// checkpoint is Stage.Checkpoint (Run only); pos is the position of the
+	// state it last captured, Stage.Applied to start with.
+	checkpoint func(final bool) SaveFunc
+	pos        []Message
 
 	in, out, bytesIn, bytesOut prometheus.Counter
 	batchSec, batchRecs        prometheus.Observer
@@ -224,14 +274,15 @@ func (c *core) flushDLQ(s *slot) error {
 	return c.writeAll("dlq", c.dlq, s.dlOut)
 }
 
-// commit commits the batch of s after its outputs were acknowledged. A
-// failed commit only means re-delivery (duplicates), so it is logged, not
+// commit commits offsets after their outputs were acknowledged (and,
+// with a checkpoint, stored). A failed commit only means re-delivery
+// (duplicates, which a checkpointing stage skips), so it is logged, not
 // fatal.
-func (c *core) commit(s *slot) {
-	if err := c.src.Commit(c.wctx, s.offsets); err != nil {
-		c.log.Warn("commit failed; the batch will be re-delivered", "records", len(s.offsets), "err", err)
+func (c *core) commit(offsets []Message, started time.Time) {
+	if err := c.src.Commit(c.wctx, offsets); err != nil {
+		c.log.Warn("commit failed; the batch will be re-delivered", "records", len(offsets), "err", err)
 	}
-	c.batchSec.Observe(time.Since(s.started).Seconds())
+	c.batchSec.Observe(time.Since(started).Seconds())
 	if l, ok := c.src.(interface{ Lag() int64 }); ok && time.Since(c.lagAt) > time.Second {
 		c.lagAt = time.Now()
 		c.lag.Set(float64(l.Lag()))
@@ -256,6 +307,11 @@ func materialize(dst []Message, arena []byte, spans []span, f Format) []Message 
 // cfg.PipelineDepth batches are between fetch and commit, so commits stay
 // strictly in order and each follows its own batch's acknowledgement.
 //
+// With a checkpointing stage the committer holds each batch's offsets until
+// a batch that carries a checkpoint is acknowledged, stores the checkpoint,
+// and only then commits everything held; a final checkpoint after the last
+// batch covers what is left.
+//
 // Once a write fails, neither that batch nor any later one is committed:
 // fetching stops, batches already filled are dropped, and the error is
 // returned (their records are re-delivered after a restart). When fill fails
@@ -274,15 +330,44 @@ func (c *core) pipeline(ctx context.Context, fill func(s *slot, batch []Message)
 	failed := make(chan struct{})
 	fctx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
+	var failOnce sync.Once
+	fail := func() { failOnce.Do(func() { close(failed); stopFetch() }) }
 
 	// The committer commits acknowledged batches in order; with depth >= 3
 	// the commit round trip of one batch overlaps the write of the next.
 	acked := make(chan *slot, depth)
 	cdone := make(chan struct{})
+	var (
+		cerr    error
+		held    []Message // checkpointing: offsets acknowledged, not yet committed
+		heldAt  time.Time
+		pending bool
+	)
 	go func() {
 		defer close(cdone)
 		for s := range acked {
-			c.commit(s)
+			switch {
+			case cerr != nil: // a save failed: commit nothing more
+			case c.checkpoint == nil:
+				c.commit(s.offsets, s.started)
+			default:
+				if !pending {
+					heldAt, pending = s.started, true
+				}
+				held = mergePos(held, s.offsets)
+				c.pos = mergePos(c.pos, s.offsets)
+				if s.save == nil {
+					break
+				}
+				if cerr = s.save(c.wctx, c.pos); cerr != nil {
+					cerr = fmt.Errorf("%s: checkpoint: %w", c.name, cerr)
+					fail()
+					break
+				}
+				c.commit(held, heldAt)
+				held, pending = held[:0], false
+			}
+			s.save = nil
 			free <- s
 		}
 	}()
@@ -301,9 +386,9 @@ func (c *core) pipeline(ctx context.Context, fill func(s *slot, batch []Message)
 					acked <- s
 					continue
 				}
-				close(failed)
-				stopFetch()
+				fail()
 			}
+			s.save = nil
 			free <- s // failed, or after a failure: never committed
 		}
 	}()
@@ -341,7 +426,17 @@ func (c *core) pipeline(ctx context.Context, fill func(s *slot, batch []Message)
 	close(ready)
 	<-wdone
 	<-cdone
-	return errors.Join(werr, ferr)
+	if c.checkpoint != nil && werr == nil && cerr == nil && ferr == nil {
+		// Clean end: the state is the one after every acknowledged batch.
+		if save := c.checkpoint(true); save != nil {
+			if cerr = save(c.wctx, c.pos); cerr != nil {
+				cerr = fmt.Errorf("%s: final checkpoint: %w", c.name, cerr)
+			} else if pending {
+				c.commit(held, heldAt)
+			}
+		}
+	}
+	return errors.Join(werr, cerr, ferr)
 }
 
 // fastFlowDecode enables flowDecoder in Run; benchmarks turn it off to
@@ -363,6 +458,24 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 	defer c.stop()
 	if _, ok := any(in).(*flowpb.FlowRecord); ok && fastFlowDecode {
 		c.dec.flow = newFlowDecoder()
+	}
+	c.checkpoint = st.Checkpoint
+	c.pos = mergePos(nil, st.Applied)
+	// done is, per partition, the last offset whose record is in the
+	// stage's state: restored, then every record fetched.
+	done := mergePos(nil, st.Applied)
+	inState := func(m *Message) bool {
+		for i := range done {
+			if p := &done[i]; p.Partition == m.Partition && p.Topic == m.Topic {
+				if m.Offset <= p.Offset {
+					return true
+				}
+				p.Offset = m.Offset
+				return false
+			}
+		}
+		done = append(done, Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+		return false
 	}
 	outFmt := formatOf(dst)
 	key := st.Key
@@ -398,6 +511,9 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 		cur.arena, cur.spans = cur.arena[:0], cur.spans[:0]
 		for i := range batch {
 			m := &batch[i]
+			if st.Checkpoint != nil && inState(m) {
+				continue
+			}
 			if class, reason := c.dec.decode(m, in); class != "" {
 				if err := c.deadLetter(s, m, class, reason); err != nil {
 					return err
@@ -419,6 +535,9 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 					return err
 				}
 			}
+		}
+		if st.Checkpoint != nil {
+			s.save = st.Checkpoint(false)
 		}
 		return nil
 	}

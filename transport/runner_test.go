@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,9 +42,26 @@ type memReader struct {
 	next  int64
 	batch int
 	buf   []Message
+	eof   bool // end with io.EOF once the log is read, like a file
+	// rewindAt: before this Fetch (1-based), go back to the committed offset,
+	// as a consumer does after a rebalance.
+	rewindAt, fetches int
+}
+
+// finite is reader for a log that ends: Fetch returns io.EOF at its end.
+func (l *memLog) finite(batch int) *memReader {
+	r := l.reader(batch)
+	r.eof = true
+	return r
 }
 
 func (r *memReader) Fetch(ctx context.Context) ([]Message, error) {
+	r.fetches++
+	if r.fetches == r.rewindAt {
+		r.log.mu.Lock()
+		r.next = r.log.committed
+		r.log.mu.Unlock()
+	}
 	for {
 		r.log.mu.Lock()
 		n := int64(len(r.log.msgs))
@@ -54,6 +73,9 @@ func (r *memReader) Fetch(ctx context.Context) ([]Message, error) {
 			return r.buf, nil
 		}
 		r.log.mu.Unlock()
+		if r.eof {
+			return nil, io.EOF
+		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -388,5 +410,176 @@ func TestRunStageKeepsStrings(t *testing.T) {
 		if w := distinctFlow(i); ids[i] != w.Id || cids[i] != w.CommunityId {
 			t.Fatalf("record %d: kept %q %q, want %q %q", i, ids[i], cids[i], w.Id, w.CommunityId)
 		}
+	}
+}
+
+// gatedWriter acknowledges writes, but holds call number gate until
+// release returns true, so the runner's pipeline runs ahead meanwhile.
+type gatedWriter struct {
+	calls   int
+	gate    int
+	release func() bool
+}
+
+func (w *gatedWriter) Write(context.Context, []Message) error {
+	w.calls++
+	if w.calls == w.gate {
+		for !w.release() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return nil
+}
+func (w *gatedWriter) Close() error { return nil }
+
+// checkpointStage counts the records it processed (its "state") and asks
+// for a checkpoint every third batch and at the end.
+type checkpointStage struct {
+	processed atomic.Int64
+	batches   int
+	log       *memLog
+	fail      int // the save with this number (1-based) fails
+	saves     []checkpointSave
+}
+
+type checkpointSave struct {
+	state, pos, committedBefore int64 // pos: of partition 0
+	final                       bool
+	entries                     int // partitions in the position
+}
+
+func (c *checkpointStage) stage() Stage[*flowpb.FlowRecord, *flowpb.FlowRecord] {
+	st := passStage()
+	process := st.Process
+	st.Process = func(ctx context.Context, in *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
+		c.processed.Add(1)
+		return process(ctx, in, emit)
+	}
+	st.Checkpoint = func(final bool) SaveFunc {
+		c.batches++
+		if !final && c.batches%3 != 0 {
+			return nil
+		}
+		state := c.processed.Load()
+		return func(_ context.Context, pos []Message) error {
+			p0 := int64(-1)
+			for _, p := range pos {
+				if p.Topic == "in" && p.Partition == 0 {
+					p0 = p.Offset
+				}
+			}
+			c.log.mu.Lock()
+			committed := c.log.committed
+			c.log.mu.Unlock()
+			c.saves = append(c.saves, checkpointSave{state, p0, committed, final, len(pos)})
+			if len(c.saves) == c.fail {
+				return errors.New("disk full")
+			}
+			return nil
+		}
+	}
+	return st
+}
+
+// TestRunCheckpointInStepWithCommits: the state a checkpoint stores is the
+// state after exactly the records up to the position it is saved with, even
+// though later batches were already processed when it is saved; offsets are
+// committed only up to a stored checkpoint.
+func TestRunCheckpointInStepWithCommits(t *testing.T) {
+	log := &memLog{}
+	for i := 0; i < 95; i++ {
+		log.append(nil, mustMarshal(sampleFlow(i)))
+	}
+	cs := &checkpointStage{log: log}
+	// Hold the write of batch 3 until batch 5 is processed: the first
+	// checkpoint is then saved while the state has moved on.
+	w := &gatedWriter{gate: 3, release: func() bool { return cs.processed.Load() >= 50 }}
+	cfg := testConfig()
+	cfg.PipelineDepth = 3
+	if err := Run(context.Background(), cfg, log.finite(10), w, nil, cs.stage()); err != nil {
+		t.Fatal(err)
+	}
+	if len(cs.saves) != 4 || cs.saves[0].entries != 1 {
+		t.Fatalf("saves %+v, want after batches 3, 6, 9 and a final one", cs.saves)
+	}
+	prev := int64(0)
+	for i, sv := range cs.saves {
+		if sv.state != sv.pos+1 {
+			t.Errorf("save %d: state covers %d records, position says %d", i, sv.state, sv.pos+1)
+		}
+		if sv.committedBefore != prev {
+			t.Errorf("save %d: committed %d before it, want %d (the previous checkpoint)", i, sv.committedBefore, prev)
+		}
+		prev = sv.pos + 1
+	}
+	if last := cs.saves[3]; !last.final || last.pos != 94 || log.committed != 95 {
+		t.Fatalf("final save %+v, committed %d; want position 94 and 95 committed", last, log.committed)
+	}
+}
+
+func TestRunCheckpointFailureStopsCommits(t *testing.T) {
+	log := &memLog{}
+	for i := 0; i < 95; i++ {
+		log.append(nil, mustMarshal(sampleFlow(i)))
+	}
+	cs := &checkpointStage{log: log, fail: 2}
+	err := Run(context.Background(), testConfig(), log.finite(10), &memWriter{}, nil, cs.stage())
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Run returned %v, want the checkpoint error", err)
+	}
+	if log.committed != 30 {
+		t.Fatalf("committed %d, want 30 (the last stored checkpoint)", log.committed)
+	}
+}
+
+// TestRunSkipsAppliedRecords: records at or before Applied are already in
+// the restored state: not processed again, but committed.
+func TestRunSkipsAppliedRecords(t *testing.T) {
+	log := &memLog{}
+	for i := 0; i < 95; i++ {
+		log.append(nil, mustMarshal(sampleFlow(i)))
+	}
+	log.committed = 20 // the checkpoint at 39 was saved, its commit lost
+	cs := &checkpointStage{log: log}
+	st := cs.stage()
+	st.Applied = []Message{{Topic: "in", Partition: 0, Offset: 39}, {Topic: "in", Partition: 3, Offset: 7}}
+	out := &memWriter{}
+	if err := Run(context.Background(), testConfig(), log.finite(10), out, nil, st); err != nil {
+		t.Fatal(err)
+	}
+	vals, _, _ := out.snapshot()
+	if n := cs.processed.Load(); n != 55 || len(vals) != 55 {
+		t.Fatalf("processed %d, wrote %d; want records 40..94 only", n, len(vals))
+	}
+	if log.committed != 95 {
+		t.Fatalf("committed %d, want 95", log.committed)
+	}
+	// A partition this run did not see keeps its restored position.
+	if last := cs.saves[len(cs.saves)-1]; last.pos != 94 || last.entries != 2 {
+		t.Fatalf("last save %+v, want partition 0 at 94 and partition 3 kept", last)
+	}
+}
+
+// TestRunSkipsRedelivered: after a rebalance Kafka re-delivers from the
+// committed offset, which for a checkpointing stage lags what it processed;
+// those records are not processed twice.
+func TestRunSkipsRedelivered(t *testing.T) {
+	log := &memLog{}
+	for i := 0; i < 95; i++ {
+		log.append(nil, mustMarshal(sampleFlow(i)))
+	}
+	cs := &checkpointStage{log: log}
+	r := log.finite(10)
+	r.rewindAt = 6 // after batch 5; only batches 1-3 are committed
+	out := &memWriter{}
+	if err := Run(context.Background(), testConfig(), r, out, nil, cs.stage()); err != nil {
+		t.Fatal(err)
+	}
+	vals, _, _ := out.snapshot()
+	if n := cs.processed.Load(); n != 95 || len(vals) != 95 {
+		t.Fatalf("processed %d, wrote %d; want each of the 95 records once", n, len(vals))
+	}
+	if last := cs.saves[len(cs.saves)-1]; last.state != 95 || last.pos != 94 || log.committed != 95 {
+		t.Fatalf("last save %+v, committed %d", last, log.committed)
 	}
 }

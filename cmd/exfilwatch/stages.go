@@ -130,6 +130,12 @@ func runDetect(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if env.io.In != "" && env.cfg.DetectState.SnapshotPath != "" {
+		// A file is re-read from its first line and has no committed
+		// offsets to keep a checkpoint in step with.
+		env.log.Info("reading a file: detector state is not checkpointed", "in", env.io.In)
+		env.cfg.DetectState.SnapshotPath = ""
+	}
 	return env.runStage(ctx, env.cfg.Kafka.Topics.Enriched, env.cfg.Kafka.Topics.Alerts, "detect", pipeline.Detect)
 }
 
