@@ -74,50 +74,31 @@ int main(int argc, char **argv) {
 }
 `
 
-var (
-	mmdbBatchOnce sync.Once
-	mmdbBatchPath string
-	mmdbBatchErr  error
-)
-
 // mmdbBatch compiles mmdbBatchSource with cc against libmaxminddb (Debian
-// libmaxminddb-dev, installed by scripts/deps.sh) once per test binary.
+// libmaxminddb-dev, installed by scripts/deps.sh) into the test's temporary
+// directory.
 func mmdbBatch(t *testing.T) string {
 	t.Helper()
 	cc := testenv.Tool(t, "cc")
-	mmdbBatchOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mmdbbatch")
-		if err != nil {
-			mmdbBatchErr = err
-			return
-		}
-		src := filepath.Join(dir, "mmdbbatch.c")
-		if err := os.WriteFile(src, []byte(mmdbBatchSource), 0o644); err != nil {
-			mmdbBatchErr = err
-			return
-		}
-		bin := filepath.Join(dir, "mmdbbatch")
-		out, err := exec.Command(cc, "-O2", "-o", bin, src, "-lmaxminddb").CombinedOutput()
-		if err != nil {
-			mmdbBatchErr = fmt.Errorf("cc: %v: %s", err, out)
-			return
-		}
-		mmdbBatchPath = bin
-	})
-	if mmdbBatchErr != nil {
-		if testenv.Required() {
-			t.Fatalf("libmaxminddb batch lookup (needs libmaxminddb-dev): %v", mmdbBatchErr)
-		}
-		t.Skipf("libmaxminddb batch lookup not available (install libmaxminddb-dev): %v", mmdbBatchErr)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "mmdbbatch.c")
+	if err := os.WriteFile(src, []byte(mmdbBatchSource), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	return mmdbBatchPath
+	bin := filepath.Join(dir, "mmdbbatch")
+	if out, err := exec.Command(cc, "-O2", "-o", bin, src, "-lmaxminddb").CombinedOutput(); err != nil {
+		if testenv.Required() {
+			t.Fatalf("compiling the libmaxminddb batch lookup (needs libmaxminddb-dev): %v: %s", err, out)
+		}
+		t.Skipf("libmaxminddb batch lookup not available (install libmaxminddb-dev): %v: %s", err, out)
+	}
+	return bin
 }
 
 // mmdbBatchDumps returns libmaxminddb's dump for every address ("" for a
 // miss), split over two processes (the machine has two cores).
-func mmdbBatchDumps(t *testing.T, file string, addrs []netip.Addr) []string {
+func mmdbBatchDumps(t *testing.T, bin, file string, addrs []netip.Addr) []string {
 	t.Helper()
-	bin := mmdbBatch(t)
 	out := make([]string, len(addrs))
 	const workers = 2
 	errs := make([]error, workers)
@@ -210,9 +191,9 @@ func mmdbBatchRun(bin, file string, addrs []netip.Addr, out []string) error {
 // mmdbBatchAll parses the batch dumps with mmdblookup's parser (nil for a
 // miss). Each distinct dump is parsed once: the parser allocates a 1 MiB
 // line buffer per call, and most addresses share their record.
-func mmdbBatchAll(t *testing.T, file string, addrs []netip.Addr) []map[string]any {
+func mmdbBatchAll(t *testing.T, bin, file string, addrs []netip.Addr) []map[string]any {
 	t.Helper()
-	dumps := mmdbBatchDumps(t, file, addrs)
+	dumps := mmdbBatchDumps(t, bin, file, addrs)
 	out := make([]map[string]any, len(addrs))
 	parsed := map[string]map[string]any{}
 	for i, d := range dumps {
@@ -258,6 +239,7 @@ var mmdb100kFiles = []struct {
 // below is a comparison with mmdblookup.
 func TestMMDBBatchEqualsMMDBLookup(t *testing.T) {
 	tool := testenv.Tool(t, "mmdblookup")
+	bin := mmdbBatch(t)
 	for i, f := range mmdb100kFiles {
 		t.Run(filepath.Base(f.path), func(t *testing.T) {
 			path := filepath.Join(geoipData(t), f.path)
@@ -267,7 +249,7 @@ func TestMMDBBatchEqualsMMDBLookup(t *testing.T) {
 			}
 			defer r.Close()
 			_, addrs := testAddrs(t, r, 60, uint64(500+i))
-			dumps := mmdbBatchDumps(t, path, addrs)
+			dumps := mmdbBatchDumps(t, bin, path, addrs)
 			hits := 0
 			for j, a := range addrs {
 				cmd := exec.Command(tool, "--file", path, "--ip", a.String())
@@ -301,6 +283,7 @@ func TestMMDBBatchEqualsMMDBLookup(t *testing.T) {
 // addresses per database: half inside random networks of the file, a
 // quarter uniform IPv4, a quarter uniform IPv6.
 func TestMatchesMMDBLookup100k(t *testing.T) {
+	bin := mmdbBatch(t)
 	for i, f := range mmdb100kFiles {
 		t.Run(filepath.Base(f.path), func(t *testing.T) {
 			path := filepath.Join(geoipData(t), f.path)
@@ -316,7 +299,7 @@ func TestMatchesMMDBLookup100k(t *testing.T) {
 			addrs = append(addrs, netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("255.255.255.255"),
 				netip.MustParseAddr("::"), netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"))
 			rand.New(rand.NewPCG(uint64(i), 3)).Shuffle(len(addrs), func(a, b int) { addrs[a], addrs[b] = addrs[b], addrs[a] })
-			ref := mmdbBatchAll(t, path, addrs)
+			ref := mmdbBatchAll(t, bin, path, addrs)
 			bad, nonEmpty, v6 := 0, 0, 0
 			for j, a := range addrs {
 				exp := f.expect(ref[j])
