@@ -7,6 +7,7 @@ need=()
 want() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
 want tshark tshark
 want mmdblookup mmdb-bin
+dpkg -s libmaxminddb-dev >/dev/null 2>&1 || need+=(libmaxminddb-dev) # enrich/geo batch lookups (cc -lmaxminddb)
 want tcpreplay tcpreplay
 want ip iproute2
 want jq jq

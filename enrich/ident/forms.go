@@ -206,9 +206,38 @@ func FormNames() []string {
 }
 
 // variant is one string an identifier may be sent as, with its form.
+// plainOnly marks the reversal of a non-canonical base: it is indexed as
+// is, but not hashed or encoded further (see canonicalBase).
 type variant struct {
-	s string
-	f form
+	s         string
+	f         form
+	plainOnly bool
+}
+
+// canonicalBase reports whether base b is a canonical (normalised) shape of
+// type t: the reversal of a canonical base gets every transform, like a base
+// of its own; the reversal of any other base (separator and case variants,
+// imei14, the stored raw value, ...) is indexed only as the plain reversed
+// string. This bounds the growth: reversing every variant and hashing and
+// encoding each would add about 20 entries per variant.
+func canonicalBase(t Type, b base) bool {
+	switch t {
+	case TypeIMEI, TypeIMEISV, TypeIMSI, TypeICCID:
+		return b == baseDigits
+	case TypeMSISDN:
+		return b == baseE164 || b == baseE164NoPlus
+	case TypeCanary:
+		return b == baseE164 || b == baseE164NoPlus || b == baseRaw
+	case TypeWiFiMAC, TypeBTMAC, TypeBSSID:
+		return b == baseColonLower
+	case TypeAndroidID, TypeAdvertisingID:
+		return b == baseLower
+	case TypeMEID:
+		return b == baseUpper
+	case TypeSerial, TypeEmail, TypeSSID:
+		return b == baseRaw
+	}
+	return false
 }
 
 // baseVariants returns the per-type normalised shapes of value v (already
@@ -228,7 +257,7 @@ func baseVariants(t Type, v string) ([]variant, error) {
 				return
 			}
 		}
-		out = append(out, variant{s, mkForm(b, false, tNone)})
+		out = append(out, variant{s: s, f: mkForm(b, false, tNone)})
 	}
 	switch t {
 	case TypeIMEI, TypeIMEISV:
@@ -302,8 +331,10 @@ func baseVariants(t Type, v string) ([]variant, error) {
 		if !isHex(v) || len(v) < 14 || len(v) > 15 {
 			return nil, fmt.Errorf("meid: want 14 hex digits")
 		}
-		add(baseUpper, strings.ToUpper(v[:14]))
+		// lower first: hex is matched case-insensitively and a match seen in
+		// upper case is reported as the upper twin of the first form.
 		add(baseLower, strings.ToLower(v[:14]))
+		add(baseUpper, strings.ToUpper(v[:14]))
 	case TypeSerial, TypeEmail, TypeSSID:
 		add(baseRaw, v)
 		add(baseLower, strings.ToLower(v))
@@ -321,6 +352,20 @@ func baseVariants(t Type, v string) ([]variant, error) {
 	}
 	if t != TypeCanary && t != TypeSerial && t != TypeEmail && t != TypeSSID {
 		add(baseRaw, v) // as stored, when it differs from every normalised shape
+	}
+	// Reversed strings: every base reversed, as a base of its own; only
+	// the canonical ones are hashed and encoded (canonicalBase).
+	n := len(out)
+outer:
+	for i := 0; i < n; i++ {
+		r := reverse(out[i].s)
+		for _, o := range out {
+			if o.s == r {
+				continue outer // a palindrome, or equal to another shape
+			}
+		}
+		b := out[i].f.base()
+		out = append(out, variant{s: r, f: mkForm(b, true, tNone), plainOnly: !canonicalBase(t, b)})
 	}
 	return out, nil
 }
@@ -347,36 +392,37 @@ func newExpander() *expander {
 	return &expander{h: [4]hash.Hash{md5.New(), sha1.New(), sha256.New(), sha512.New()}}
 }
 
-// expand calls fn for every form of every base variant. Identical strings
-// from different forms are reported once (first form wins).
+// expand calls fn for every form of every base variant (reversed bases
+// included: their transforms keep the reversed bit). Identical strings from
+// different forms are reported once (first form wins).
 func (e *expander) expand(vs []variant, fn func(s string, f form)) {
 	for _, v := range vs {
-		b := v.f.base()
+		b, rev := v.f.base(), v.f.reversed()
 		fn(v.s, v.f)
-		if r := reverse(v.s); r != v.s {
-			fn(r, mkForm(b, true, tNone))
+		if v.plainOnly {
+			continue
 		}
 		for i, h := range e.h {
 			h.Reset()
 			h.Write([]byte(v.s))
 			e.sum = h.Sum(e.sum[:0])
 			t0 := transform(1 + 4*i)
-			fn(hex.EncodeToString(e.sum), mkForm(b, false, t0))
-			fn(base64.StdEncoding.EncodeToString(e.sum), mkForm(b, false, t0+2))
-			fn(base64.RawURLEncoding.EncodeToString(e.sum), mkForm(b, false, t0+3))
+			fn(hex.EncodeToString(e.sum), mkForm(b, rev, t0))
+			fn(base64.StdEncoding.EncodeToString(e.sum), mkForm(b, rev, t0+2))
+			fn(base64.RawURLEncoding.EncodeToString(e.sum), mkForm(b, rev, t0+3))
 		}
 		raw := []byte(v.s)
-		fn(base64.StdEncoding.EncodeToString(raw), mkForm(b, false, tB64))
-		fn(base64.RawStdEncoding.EncodeToString(raw), mkForm(b, false, tB64NoPad))
-		fn(base64.URLEncoding.EncodeToString(raw), mkForm(b, false, tB64URL))
-		fn(base64.RawURLEncoding.EncodeToString(raw), mkForm(b, false, tB64URLNoPad))
+		fn(base64.StdEncoding.EncodeToString(raw), mkForm(b, rev, tB64))
+		fn(base64.RawStdEncoding.EncodeToString(raw), mkForm(b, rev, tB64NoPad))
+		fn(base64.URLEncoding.EncodeToString(raw), mkForm(b, rev, tB64URL))
+		fn(base64.RawURLEncoding.EncodeToString(raw), mkForm(b, rev, tB64URLNoPad))
 		if u := url.QueryEscape(v.s); u != v.s {
-			fn(u, mkForm(b, false, tURLEnc))
+			fn(u, mkForm(b, rev, tURLEnc))
 			if p := url.PathEscape(v.s); p != u && p != v.s {
-				fn(p, mkForm(b, false, tURLEnc))
+				fn(p, mkForm(b, rev, tURLEnc))
 			}
 		}
-		fn(hex.EncodeToString(raw), mkForm(b, false, tHex))
+		fn(hex.EncodeToString(raw), mkForm(b, rev, tHex))
 	}
 }
 

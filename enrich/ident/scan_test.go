@@ -44,7 +44,7 @@ func TestNearMissesDoNotMatch(t *testing.T) {
 		legit[p.s] = true
 	}
 	for _, s := range near {
-		if legit[s] {
+		if legit[s] || keepsHexForm(s) {
 			continue // e.g. a changed check digit can yield the IMEI14+"0" form
 		}
 		if got := scanAll(sc, []byte("id="+s+"&x=1")); len(got) > 0 {
