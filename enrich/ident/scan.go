@@ -355,10 +355,54 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 			if !x.inFilter(h) && !s.reference {
 				continue
 			}
+			before := len(s.hits)
 			s.lookup(h, st+off, w, layer, upper, win)
+			if c == clsB64 && len(s.hits) > before && b64GluedDigits(run, off, w) {
+				s.hits = s.hits[:before]
+			}
 		}
 	}
 }
+
+// b64GluedDigits reports whether the base64 window run[off:off+w], decoded
+// in its own alignment, starts (ends) with a digit right after (before) a
+// decoded digit of the neighbouring quantum: the encoding of a number
+// inside a longer number, which is another number, as for plain windows.
+// A neighbour shorter than a quantum cannot be decoded in the window's
+// alignment and does not count.
+func b64GluedDigits(run []byte, off, w int) bool {
+	if off >= 4 && w >= 4 {
+		if p, ok := b64Quantum(run[off-4 : off]); ok && isDigit(byte(p)) {
+			if f, ok := b64Quantum(run[off : off+4]); ok && isDigit(byte(f>>16)) {
+				return true
+			}
+		}
+	}
+	if w%4 == 0 && off+w+4 <= len(run) {
+		if l, ok := b64Quantum(run[off+w-4 : off+w]); ok && isDigit(byte(l)) {
+			if n, ok := b64Quantum(run[off+w : off+w+4]); ok && isDigit(byte(n>>16)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// b64Quantum decodes four base64 characters (either alphabet) into their
+// 24 bits.
+func b64Quantum(q []byte) (uint32, bool) {
+	var v uint32
+	for _, c := range q[:4] {
+		d := b64Val[c]
+		if d == 0xff {
+			return 0, false
+		}
+		v = v<<6 | uint32(d)
+	}
+	return v, true
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 
 func le64(b []byte) uint64 {
 	return binary.LittleEndian.Uint64(b)
