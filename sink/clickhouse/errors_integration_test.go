@@ -21,12 +21,8 @@ func TestWriteFlowsPermanentErrorReturns(t *testing.T) {
 	w := openWriter(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := w.Conn().Exec(ctx, "DROP TABLE "+cfg.Database+".flows_by_dst_mv"); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Conn().Exec(ctx, "DROP TABLE "+cfg.Database+".flows"); err != nil {
-		t.Fatal(err)
-	}
+	setupExec(t, ctx, w, "DROP TABLE "+cfg.Database+".flows_by_dst_mv")
+	setupExec(t, ctx, w, "DROP TABLE "+cfg.Database+".flows")
 	retries0 := counterValue(insertRetries.WithLabelValues("flows"))
 	start := time.Now()
 	err := w.WriteFlows(ctx, []*flowpb.FlowRecord{sampleFlow(1)})

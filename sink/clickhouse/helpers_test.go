@@ -2,12 +2,15 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/exfilwatch/exfilwatch/internal/testenv"
 	"github.com/exfilwatch/exfilwatch/schema"
@@ -138,4 +141,26 @@ func sampleAlert(i int) *flowpb.Alert {
 		Score:         0.5 + float64(i)/1000,
 		CreatedNs:     w + 100e9,
 	}
+}
+
+// setupExec runs a test's own setup statement on w's pool, retrying a
+// connection-level failure (not a server exception) twice: the sink's
+// writes retry such failures themselves, and a pooled connection was seen
+// closed under CI load right after Open ("use of closed network
+// connection", clickhouse-go v2.50 on 18.16), which is not what these tests
+// are about.
+func setupExec(t testing.TB, ctx context.Context, w *Writer, q string) {
+	t.Helper()
+	var err error
+	for range 3 {
+		if err = w.Conn().Exec(ctx, q); err == nil {
+			return
+		}
+		var ex *ch.Exception
+		if errors.As(err, &ex) {
+			break
+		}
+		t.Logf("setup %q: %v (retrying)", q, err)
+	}
+	t.Fatalf("setup %q: %v", q, err)
 }

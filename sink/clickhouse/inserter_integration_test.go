@@ -19,9 +19,7 @@ func TestBlockInserterReuseAndRecovery(t *testing.T) {
 	defer cancel()
 	table := cfg.Database + ".inserter_t"
 	create := "CREATE TABLE " + table + " (n UInt64, s String, a Array(String)) ENGINE = MergeTree ORDER BY n"
-	if err := w.Conn().Exec(ctx, create); err != nil {
-		t.Fatal(err)
-	}
+	setupExec(t, ctx, w, create)
 	ins := newBlockInserter(w.Conn(), insertSQL(cfg.Database, "inserter_t", []string{"n", "s", "a"}))
 	defer ins.discard()
 
