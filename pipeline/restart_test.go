@@ -66,7 +66,8 @@ func insertRetries(t testing.TB) (flows, alerts float64) {
 type outage struct {
 	sig                       syscall.Signal
 	flowsAt, alertsAt         int64   // stored flows and settled alerts at the stop
-	flowRetries, alertRetries float64 // INSERTs retried while the server was down
+	flowsDown                 int64   // stored flows when it was started again
+	flowRetries, alertRetries float64 // INSERTs retried between the signal and the restart
 	down, stopTook, startTook time.Duration
 	err                       error
 }
@@ -121,10 +122,13 @@ func TestEndToEndSurvivesClickHouseRestart(t *testing.T) {
 		timeline = append(timeline, fmt.Sprintf("%6.2fs %-16s collected %d · alerts %d · stored flows %d · settled alerts %d",
 			time.Since(began).Seconds(), what, c.Collected.Load(), c.Alerts.Load(), c.SunkFlows.Load(), c.SunkAlerts.Load()))
 	}
-	// waitFor polls cond until it holds; false when the test's context ends.
+	// The watcher ends when the pipeline has returned (or the test's
+	// context ends); waitFor polls cond until it holds, false if it ended.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
 	waitFor := func(cond func() bool) bool {
 		for !cond() {
-			if ctx.Err() != nil {
+			if watchCtx.Err() != nil {
 				return false
 			}
 			time.Sleep(2 * time.Millisecond)
@@ -148,12 +152,13 @@ func TestEndToEndSurvivesClickHouseRestart(t *testing.T) {
 			for {
 				f, a := insertRetries(t)
 				o.flowRetries, o.alertRetries = f-f0, a-a0
-				if o.flowRetries > 0 && o.alertRetries > 0 && time.Now().After(minDown) || time.Now().After(maxDown) || ctx.Err() != nil {
+				if o.flowRetries > 0 && o.alertRetries > 0 && time.Now().After(minDown) || time.Now().After(maxDown) || watchCtx.Err() != nil {
 					break
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
 			o.down = time.Since(t0)
+			o.flowsDown = c.SunkFlows.Load() // nothing is stored until Start
 			t0 = time.Now()
 			o.err = chs.Start()
 			o.startTook = time.Since(t0)
@@ -174,7 +179,7 @@ func TestEndToEndSurvivesClickHouseRestart(t *testing.T) {
 			// restart, while more than a batch of flows and of alerts (so
 			// at least one INSERT of each) is still to be written; or when
 			// that can no longer happen (then the checks below fail).
-			n := outages[0].flowsAt
+			n := outages[0].flowsDown
 			if !waitFor(func() bool {
 				pendingFlows := c.Collected.Load() - c.SunkFlows.Load()
 				pendingAlerts := c.Alerts.Load() - c.SunkAlerts.Load()
@@ -193,14 +198,15 @@ func TestEndToEndSurvivesClickHouseRestart(t *testing.T) {
 	var out bytes.Buffer
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	res, err := Demo(ctx, &cfg, DemoOptions{Dir: t.TempDir(), Devices: 20, Seed: 9, Background: 40, Kafka: kafka, ClickHouse: chs.Addr, Watch: watch}, &out, io.Discard, log)
+	stopWatch()
 	<-injected
 	t.Logf("timeline:\n%s", strings.Join(timeline, "\n"))
 	if err != nil {
 		t.Fatalf("demo: %v\n%s\nserver logs:%s", err, out.String(), chs.LogTail())
 	}
 	for i, o := range outages {
-		t.Logf("outage %d (%v): at %d stored flows, %d settled alerts; %v to stop, down %v, %v to start; INSERTs retried while down: %.0f flows, %.0f alerts",
-			i+1, o.sig, o.flowsAt, o.alertsAt, o.stopTook.Round(time.Millisecond), o.down.Round(time.Millisecond), o.startTook.Round(time.Millisecond), o.flowRetries, o.alertRetries)
+		t.Logf("outage %d (%v): at %d stored flows (%d at the restart), %d settled alerts; %v to stop, down %v, %v to start; INSERTs retried between the signal and the restart: %.0f flows, %.0f alerts",
+			i+1, o.sig, o.flowsAt, o.flowsDown, o.alertsAt, o.stopTook.Round(time.Millisecond), o.down.Round(time.Millisecond), o.startTook.Round(time.Millisecond), o.flowRetries, o.alertRetries)
 		if o.err != nil {
 			t.Fatalf("outage %d (%v): %v", i+1, o.sig, o.err)
 		}
@@ -209,11 +215,11 @@ func TestEndToEndSurvivesClickHouseRestart(t *testing.T) {
 		t.Fatalf("%d of 2 server stops happened", len(outages))
 	}
 	for i, o := range outages {
-		if o.flowsAt >= res.Flows {
-			t.Errorf("outage %d (%v) began after all %d flows were stored", i+1, o.sig, res.Flows)
+		if o.flowsDown >= res.Flows {
+			t.Errorf("outage %d (%v): all %d flows were stored before the server was down", i+1, o.sig, res.Flows)
 		}
 		if o.flowRetries == 0 || o.alertRetries == 0 {
-			t.Errorf("outage %d (%v) did not overlap inserts: %.0f flow and %.0f alert INSERTs retried while the server was down", i+1, o.sig, o.flowRetries, o.alertRetries)
+			t.Errorf("outage %d (%v) did not overlap inserts: %.0f flow and %.0f alert INSERTs retried between the signal and the restart", i+1, o.sig, o.flowRetries, o.alertRetries)
 		}
 	}
 	if got := chs.Starts(); got != 3 {
