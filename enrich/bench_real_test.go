@@ -61,7 +61,6 @@ func benchEnrichReal(b *testing.B, payload func(d *sim.Device) string) {
 	// than L2.
 	r := rand.New(rand.NewPCG(7, 11))
 	recs := make([]*flowpb.FlowRecord, 4096)
-	bytes := 0
 	for i := range recs {
 		d := fx.lab.Devices[r.IntN(len(fx.lab.Devices))]
 		var dst netip.Addr
@@ -75,20 +74,9 @@ func benchEnrichReal(b *testing.B, payload func(d *sim.Device) string) {
 		} else {
 			dst = netip.AddrFrom4([4]byte{byte(1 + r.IntN(223)), byte(r.IntN(256)), byte(r.IntN(256)), byte(r.IntN(256))})
 		}
-		p := payload(d)
-		recs[i] = record(d, dst.String(), p)
-		bytes += len(p)
+		recs[i] = record(d, dst.String(), payload(d))
 	}
-	for _, rec := range recs { // warm: allocate reusable sub-messages once
-		w.Enrich(rec)
-	}
-	b.SetBytes(int64(bytes / len(recs)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		w.Enrich(recs[i%len(recs)])
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	runEnrichBench(b, w, recs)
 }
 
 // BenchmarkEnrichRealMetadata: records without payload, 10,000 devices, real

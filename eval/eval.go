@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -37,6 +38,20 @@ type TruthRow struct {
 	SrcPort        uint16   `json:"src_port"`
 	DstPort        uint16   `json:"dst_port"`
 	TimeNs         int64    `json:"time_ns"`
+}
+
+// ReadTruthFile is ReadTruth on the file at path.
+func ReadTruthFile(path string) ([]TruthRow, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rows, err := ReadTruth(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rows, nil
 }
 
 // ReadTruth parses ground truth JSON lines.

@@ -387,12 +387,7 @@ func TestLiveEBPF(t *testing.T) {
 // not show, and whether pcap mode (same enrich stage) finds it.
 func explainMissedLeaks(t testing.TB, truthPath, livePath, pcapPath string) {
 	t.Helper()
-	f, err := os.Open(truthPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	truth, err := eval.ReadTruth(f)
-	f.Close()
+	truth, err := eval.ReadTruthFile(truthPath)
 	if err != nil {
 		t.Fatal(err)
 	}

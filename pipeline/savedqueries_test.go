@@ -216,12 +216,7 @@ func beaconThresholds(recs []*flowpb.FlowRecord, from, to time.Time) []float64 {
 // the beaconing device's pair is a beacon candidate.
 func checkTruthInAnswers(t *testing.T, truthFile string, answers []querytest.Case) {
 	t.Helper()
-	f, err := os.Open(truthFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	truth, err := eval.ReadTruth(f)
-	f.Close()
+	truth, err := eval.ReadTruthFile(truthFile)
 	if err != nil {
 		t.Fatal(err)
 	}

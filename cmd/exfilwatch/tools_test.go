@@ -53,12 +53,7 @@ func TestMatchPcapEqualsTruth(t *testing.T) {
 		got[leak{m.CommunityID, m.Match.DeviceID, m.Match.IdentifierType}]++
 	}
 
-	f, err := os.Open(files.Truth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	truth, err := eval.ReadTruth(f)
-	f.Close()
+	truth, err := eval.ReadTruthFile(files.Truth)
 	if err != nil {
 		t.Fatal(err)
 	}
