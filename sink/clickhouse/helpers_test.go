@@ -144,11 +144,11 @@ func sampleAlert(i int) *flowpb.Alert {
 }
 
 // setupExec runs a test's own setup statement on w's pool, retrying a
-// connection-level failure (not a server exception) twice: the sink's
-// writes retry such failures themselves, and a pooled connection was seen
-// closed under CI load right after Open ("use of closed network
-// connection", clickhouse-go v2.50 on 18.16), which is not what these tests
-// are about.
+// connection-level failure (not a server exception) twice: the sink's own
+// writes retry such failures, and these tests are not about them. (The one
+// seen in CI, a pooled connection closed right after Open, was
+// clickhouse-go's Send watchdog racing a cancelled context; sendBlock now
+// detaches its context, see TestSendBlockDetachesContext.)
 func setupExec(t testing.TB, ctx context.Context, w *Writer, q string) {
 	t.Helper()
 	var err error

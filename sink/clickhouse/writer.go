@@ -284,7 +284,19 @@ func (w *Writer) insert(ctx context.Context, table string, ins *blockInserter, r
 // sendBlock appends each column slice to a fresh batch and sends it: for
 // one-off inserts (migration records) where buffer reuse does not matter.
 func sendBlock(ctx context.Context, conn driver.Conn, query string, cols []any) error {
-	batch, err := conn.PrepareBatch(ctx, query)
+	// Batch.Send starts a goroutine that closes the connection's socket when
+	// the batch context ends, and stops it on return; if that goroutine is
+	// first scheduled after both (Open's context is cancelled as soon as Open
+	// returns), select may pick the cancellation and close a connection that
+	// is back in the pool: the next statement on it fails with "use of
+	// closed network connection", and a block sent on it can be stored twice
+	// after the retry (seen in CI under load). The call context is detached
+	// when sendBlock returns, so a late goroutine sees a context that never
+	// ends.
+	cc := &callContext{}
+	cc.set(ctx)
+	defer cc.clear()
+	batch, err := conn.PrepareBatch(cc, query)
 	if err != nil {
 		return fmt.Errorf("prepare %q: %w", shortSQL(query), err)
 	}
