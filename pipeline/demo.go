@@ -27,8 +27,8 @@ import (
 
 // DemoConfig is DefaultConfig plus what a simulated lab needs: its subnet,
 // a destination policy for the india-retail group and a one-hour learning
-// period for first-seen destinations (the simulated day is 12 hours long);
-// detector state is not checkpointed.
+// period for first-seen destinations (the simulated day is 12 hours long),
+// one partition per topic; detector state is not checkpointed.
 func DemoConfig() Config {
 	c := DefaultConfig()
 	c.MetricsAddr = ""
@@ -37,6 +37,13 @@ func DemoConfig() Config {
 	c.Detect.FirstSeen.Learning = time.Hour
 	c.DetectState.FlushInterval = time.Second
 	c.DetectState.SnapshotPath = "" // every demo run starts from scratch
+	// One partition per topic: the demo replays 12 hours of record time in
+	// seconds, so a partition lagging by a second is hours behind, and
+	// first-seen (learned per model, across devices on different
+	// partitions) would see a device's post-learning flow before another
+	// device's learning-period flow to the same place. On a gateway the lag
+	// is seconds against a 24 h learning period (docs/detectors.md).
+	c.Kafka.Partitions = 1
 	return c
 }
 
