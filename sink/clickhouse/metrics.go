@@ -24,6 +24,10 @@ var (
 		Name: "exfilwatch_sink_clickhouse_retries_total",
 		Help: "INSERT attempts that failed with a transient error and were retried, per table.",
 	}, []string{"table"})
+	blocksNotResent = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "exfilwatch_sink_clickhouse_blocks_not_resent_total",
+		Help: "Blocks whose INSERT failed without a server answer but which were found stored, so not sent again, per table.",
+	}, []string{"table"})
 	insertErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "exfilwatch_sink_clickhouse_errors_total",
 		Help: "INSERT attempts that failed (transient or permanent), per table.",

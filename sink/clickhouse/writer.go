@@ -176,7 +176,7 @@ func (w *Writer) WriteFlows(ctx context.Context, recs []*flowpb.FlowRecord) erro
 		// Matches may exceed the block size (several per flow); that is
 		// bounded by the flows per block times matches per flow.
 		if w.matches.rows() > 0 {
-			if err := w.insert(ctx, "matches", w.matchInsert, w.matches.rows(), w.matches.columns()); err != nil {
+			if err := w.insert(ctx, "matches", w.matchInsert, w.matches.rows(), blockReps(w.matches.flowID, w.matches.time), "flow_id", w.matches.columns()); err != nil {
 				return err
 			}
 		}
@@ -216,12 +216,14 @@ func (w *Writer) writeFlowBlock(ctx context.Context, recs []*flowpb.FlowRecord) 
 	parallel(inserts, func(k int) {
 		part := out[k*pieces/inserts : (k+1)*pieces/inserts]
 		var cols [maxFlowInserts][]any
+		var reps []rep
 		rows := 0
 		for p, c := range part {
 			cols[p] = c.columns()
 			rows += c.rows()
+			reps = append(reps, blockReps(c.id, c.time)...)
 		}
-		errs[k] = w.insert(ctx, "flows", w.flowInsert[k], rows, cols[:len(part)]...)
+		errs[k] = w.insert(ctx, "flows", w.flowInsert[k], rows, reps, "id", cols[:len(part)]...)
 	})
 	return errors.Join(errs...)
 }
@@ -253,7 +255,8 @@ func (w *Writer) WriteAlerts(ctx context.Context, alerts []*flowpb.Alert) error 
 		for _, a := range chunk {
 			w.alerts.add(a)
 		}
-		if err := w.insert(ctx, "alerts", w.alertInsert, w.alerts.rows(), w.alerts.columns()); err != nil {
+		// Alerts collapse on their id (ReplacingMergeTree): a resent block is harmless.
+		if err := w.insert(ctx, "alerts", w.alertInsert, w.alerts.rows(), nil, "", w.alerts.columns()); err != nil {
 			return err
 		}
 	}
@@ -263,15 +266,35 @@ func (w *Writer) WriteAlerts(ctx context.Context, alerts []*flowpb.Alert) error 
 
 // insert sends one block (the rows of parts, see blockInserter.send),
 // retrying transient failures.
-func (w *Writer) insert(ctx context.Context, table string, ins *blockInserter, rows int, parts ...[]any) error {
+// insert sends one block to table and retries it until acknowledged. After a
+// failure that leaves open whether the server stored the block (see
+// landed.go), reps, when given, decide whether to resend it.
+func (w *Writer) insert(ctx context.Context, table string, ins *blockInserter, rows int, reps []rep, keyCol string, parts ...[]any) error {
 	if w.profile == ProfileModern {
 		// A replayed capture can span many days; the default limit of 100
 		// partitions per block would refuse it (18.16 has no such limit).
 		ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"max_partitions_per_insert_block": 1000}))
 	}
+	var unsure bool
 	return w.retry(ctx, table, func(ctx context.Context) error {
+		if unsure && len(reps) > 0 {
+			all, found, err := blockStored(ctx, w.conn, w.cfg.Database, table, keyCol, reps)
+			if err != nil {
+				return err // still unsure: checked again on the next attempt
+			}
+			if all {
+				w.log.Info("clickhouse block was stored before its acknowledgement was lost; not resent", "table", table, "rows", rows)
+				blocksNotResent.WithLabelValues(table).Inc()
+				return nil
+			}
+			if found > 0 {
+				w.log.Warn("clickhouse block partly stored before the failure; resending it whole (duplicates over losses)", "table", table, "rows", rows, "representatives", len(reps), "found", found)
+			}
+			unsure = false
+		}
 		start := time.Now()
 		if err := ins.send(ctx, parts...); err != nil {
+			unsure = ambiguous(err)
 			return err
 		}
 		insertSeconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
