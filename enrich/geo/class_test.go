@@ -1,11 +1,14 @@
 package geo
 
 import (
+	"math/rand/v2"
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"unsafe"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestAddrClass(t *testing.T) {
@@ -147,4 +150,51 @@ func TestTallyCounts(t *testing.T) {
 	if got := totalLookups() - before; got != tallyFlush+2 {
 		t.Fatalf("after Flush the metric has %d, want %d", got, tallyFlush+2)
 	}
+}
+
+// TestLookupPairRealMixed: on the real merged DB, LookupPair and
+// LookupPairTallied (interleaved walks for same-family pairs) answer like
+// two Lookups for every kind of pair: IPv4, IPv6 inside the DB's networks,
+// uniform IPv6, IPv4-mapped, NAT64-embedded, the ends of both families, the
+// zero Addr, and mixed families.
+func TestLookupPairRealMixed(t *testing.T) {
+	dir := filepath.Join(geoipData(t), "real")
+	db := openFiles(t, filepath.Join(dir, "iptoasn-country.mmdb"),
+		filepath.Join(dir, "asn-ipv4.csv.gz"), filepath.Join(dir, "asn-ipv6.csv.gz"))
+	rng := rand.New(rand.NewPCG(21, 22))
+	nets := []netip.Prefix{netip.MustParsePrefix("2001:4860::/32"), netip.MustParsePrefix("2a00:1450::/29"),
+		netip.MustParsePrefix("2600::/12"), netip.MustParsePrefix("2c0f:f000::/20")}
+	fixed := []string{"::", "::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "0.0.0.0", "255.255.255.255",
+		"::ffff:8.8.8.8", "64:ff9b::808:808", "64:ff9b::1.1.1.1", "2002:808:808::1", "2001::1", "fe80::1"}
+	var pool []netip.Addr
+	for _, s := range fixed {
+		pool = append(pool, netip.MustParseAddr(s))
+	}
+	pool = append(pool, netip.Addr{})
+	for range 20000 {
+		v4 := randomV4(rng)
+		b := v4.As4()
+		pool = append(pool, v4, randomIn(rng, nets[rng.IntN(len(nets))]), randomV6(rng),
+			netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff, 12: b[0], 13: b[1], 14: b[2], 15: b[3]}),
+			netip.AddrFrom16([16]byte{1: 0x64, 2: 0xff, 3: 0x9b, 12: b[0], 13: b[1], 14: b[2], 15: b[3]}))
+	}
+	var tl Tally
+	bad := 0
+	for i := range 4 * len(pool) {
+		a, b := pool[rng.IntN(len(pool))], pool[rng.IntN(len(pool))]
+		if i < len(pool) { // every address at least once, next to a random one
+			a = pool[i]
+		}
+		var s1, d1, s2, d2, s3, d3 flowpb.Geo
+		db.Lookup(a, &s1)
+		db.Lookup(b, &d1)
+		db.LookupPair(a, b, &s2, &d2)
+		db.LookupPairTallied(a, b, &s3, &d3, &tl)
+		if !proto.Equal(&s1, &s2) || !proto.Equal(&d1, &d2) || !proto.Equal(&s1, &s3) || !proto.Equal(&d1, &d3) {
+			if bad++; bad <= 5 {
+				t.Errorf("%v, %v: single %v / %v, pair %v / %v, tallied %v / %v", a, b, &s1, &d1, &s2, &d2, &s3, &d3)
+			}
+		}
+	}
+	tl.Flush()
 }

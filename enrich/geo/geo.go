@@ -172,8 +172,7 @@ func (db *DB) Lookup(addr netip.Addr, out *flowpb.Geo) {
 // (5-10 ns on the benchmark machine).
 func (db *DB) LookupPair(src, dst netip.Addr, srcOut, dstOut *flowpb.Geo) {
 	countLookups(src, 2)
-	db.lookup(src, srcOut)
-	db.lookup(dst, dstOut)
+	db.lookup2(src, dst, srcOut, dstOut)
 }
 
 // Tally counts one goroutine's lookups in a plain field and adds them to
@@ -196,8 +195,7 @@ func (t *Tally) Flush() {
 
 // LookupPairTallied is LookupPair counting in t instead of the shared counter.
 func (db *DB) LookupPairTallied(src, dst netip.Addr, srcOut, dstOut *flowpb.Geo, t *Tally) {
-	db.lookup(src, srcOut)
-	db.lookup(dst, dstOut)
+	db.lookup2(src, dst, srcOut, dstOut)
 	if t.n += 2; t.n >= tallyFlush {
 		t.Flush()
 	}
@@ -217,12 +215,55 @@ func (db *DB) lookup(addr netip.Addr, out *flowpb.Geo) {
 		b := addr.As16()
 		hi, lo := be64(b[:8]), be64(b[8:])
 		id = db.t6.find6(hi, lo)
-		for _, p := range db.nat64 {
+		for _, p := range db.nat64 { // as nat64ID, kept inline
 			if hi == p.hi && lo>>32 == p.lo>>32 {
 				id = db.t4.find4(uint32(lo))
 			}
 		}
 	}
+	db.fill(id, out)
+}
+
+// lookup2 is lookup for two addresses. Two addresses of the same family
+// walk their trie together (find4x2, find6x2), so that the two chains of
+// cache misses overlap; a mixed pair is looked up one by one.
+func (db *DB) lookup2(a1, a2 netip.Addr, out1, out2 *flowpb.Geo) {
+	if a1.Is4In6() {
+		a1 = a1.Unmap()
+	}
+	if a2.Is4In6() {
+		a2 = a2.Unmap()
+	}
+	var id1, id2 uint32
+	switch {
+	case a1.Is4() && a2.Is4():
+		id1, id2 = db.t4.find4x2(be32(a1.As4()), be32(a2.As4()))
+	case a1.Is6() && a2.Is6():
+		b1, b2 := a1.As16(), a2.As16()
+		hi1, lo1, hi2, lo2 := be64(b1[:8]), be64(b1[8:]), be64(b2[:8]), be64(b2[8:])
+		id1, id2 = db.t6.find6x2(hi1, lo1, hi2, lo2)
+		id1, id2 = db.nat64ID(hi1, lo1, id1), db.nat64ID(hi2, lo2, id2)
+	default:
+		db.lookup(a1, out1)
+		db.lookup(a2, out2)
+		return
+	}
+	db.fill(id1, out1)
+	db.fill(id2, out2)
+}
+
+// nat64ID returns id, or the IPv4 answer if hi:lo lies in a NAT64 prefix.
+func (db *DB) nat64ID(hi, lo uint64, id uint32) uint32 {
+	for _, p := range db.nat64 {
+		if hi == p.hi && lo>>32 == p.lo>>32 {
+			id = db.t4.find4(uint32(lo))
+		}
+	}
+	return id
+}
+
+// fill copies answer id into out, overwriting every field.
+func (db *DB) fill(id uint32, out *flowpb.Geo) {
 	a := &db.answers[id]
 	out.AddrClass = flowpb.AddrClass(a.class)
 	out.Country = db.countries[a.country]

@@ -419,6 +419,25 @@ func (t *ptrie) find4(ip uint32) uint32 {
 	return e
 }
 
+// find4x2 is find4 for two addresses with their levels interleaved (see
+// find6x2).
+func (t *ptrie) find4x2(ip1, ip2 uint32) (uint32, uint32) {
+	a := t.arena
+	e1, e2 := t.top[ip1>>16], t.top[ip2>>16]
+	e1 = stepMasked(a, e1, ip1>>8&0xff)
+	e2 = stepMasked(a, e2, ip2>>8&0xff)
+	if t.deep4 {
+		return stepMasked(a, e1, ip1&0xff), stepMasked(a, e2, ip2&0xff)
+	}
+	if e1&childFlag != 0 {
+		e1 = step(a, e1, ip1&0xff)
+	}
+	if e2&childFlag != 0 {
+		e2 = step(a, e2, ip2&0xff)
+	}
+	return e1, e2
+}
+
 // find6 returns the answer id of an IPv6 address: four branch-free levels
 // (/16, /32, then /40 and /48, or /48 and /56 below a dense /32), where
 // almost all real boundaries lie, then a loop for the rest.
@@ -430,15 +449,49 @@ func (t *ptrie) find6(hi, lo uint64) uint32 {
 	e = stepMasked(a, e, uint32(hi<<32>>(64-s)))
 	off := 32 + s
 	e = stepMasked(a, e, uint32(hi<<off>>56))
-	for off += 8; e&childFlag != 0; off += s {
-		s = uint(8) << (e >> 30 & 1)
+	if e&childFlag != 0 {
+		e = t.deep6(e, off+8, hi, lo)
+	}
+	return e
+}
+
+// find6x2 is find6 for two addresses with their levels interleaved, so
+// that the two dependent chains of cache misses overlap from the first
+// level on (out-of-order execution overlaps consecutive lookups only as
+// far as its window reaches).
+func (t *ptrie) find6x2(hi1, lo1, hi2, lo2 uint64) (uint32, uint32) {
+	a := t.arena
+	e1, e2 := t.top[hi1>>48], t.top[hi2>>48]
+	e1 = stepMasked(a, e1, uint32(hi1>>32)&0xffff)
+	e2 = stepMasked(a, e2, uint32(hi2>>32)&0xffff)
+	s1, s2 := uint(8)<<(e1>>30&1), uint(8)<<(e2>>30&1)
+	e1 = stepMasked(a, e1, uint32(hi1<<32>>(64-s1)))
+	e2 = stepMasked(a, e2, uint32(hi2<<32>>(64-s2)))
+	off1, off2 := 32+s1, 32+s2
+	e1 = stepMasked(a, e1, uint32(hi1<<off1>>56))
+	e2 = stepMasked(a, e2, uint32(hi2<<off2>>56))
+	if e1&childFlag != 0 {
+		e1 = t.deep6(e1, off1+8, hi1, lo1)
+	}
+	if e2&childFlag != 0 {
+		e2 = t.deep6(e2, off2+8, hi2, lo2)
+	}
+	return e1, e2
+}
+
+// deep6 walks the levels below the branch-free ones (rare: a boundary
+// below /48, or below /56 in a dense /32) from child entry e at bit off.
+func (t *ptrie) deep6(e uint32, off uint, hi, lo uint64) uint32 {
+	for e&childFlag != 0 {
+		s := uint(8) << (e >> 30 & 1)
 		var k uint64
 		if off < 64 {
 			k = hi << off >> (64 - s)
 		} else {
 			k = lo << (off - 64) >> (64 - s)
 		}
-		e = step(a, e, uint32(k))
+		e = step(t.arena, e, uint32(k))
+		off += s
 	}
 	return e
 }

@@ -81,21 +81,41 @@ func checkTrie(t *testing.T, name string, rng *rand.Rand, starts []u128, ids []u
 	}
 	tr := buildPtrie(starts, ids, st)
 	bad := 0
-	for _, k := range probes(rng, starts, width) {
+	ps := probes(rng, starts, width)
+	for i, k := range ps {
 		var got, got2 uint32
 		if v6 {
+			// The paired walk, with a neighbouring probe as the partner
+			// (either side), must agree with the single one.
 			got = tr.find6(k.hi, k.lo)
-			got2 = got
+			o := ps[(i+1)%len(ps)]
+			var x, y uint32
+			if i%2 == 0 {
+				got2, x = tr.find6x2(k.hi, k.lo, o.hi, o.lo)
+			} else {
+				y, got2 = tr.find6x2(o.hi, o.lo, k.hi, k.lo)
+				x = y
+			}
+			if x != tr.find6(o.hi, o.lo) {
+				got2 = ^uint32(0) // the partner's answer is wrong
+			}
 		} else {
-			// Both IPv4 third-level walks, whichever the table chose.
+			// Both IPv4 third-level walks, whichever the table chose,
+			// the second one paired (with a neighbouring probe, which
+			// must get its own answer).
 			got = tr.find4(uint32(k.hi >> 32))
 			tr.deep4 = !tr.deep4
-			got2 = tr.find4(uint32(k.hi >> 32))
+			o := ps[(i+1)%len(ps)]
+			var x uint32
+			got2, x = tr.find4x2(uint32(k.hi>>32), uint32(o.hi>>32))
+			if want := tr.find4(uint32(o.hi >> 32)); x != want {
+				got2 = ^uint32(0)
+			}
 			tr.deep4 = !tr.deep4
 		}
 		if want := refFind(starts, ids, k); got != want || got2 != want {
 			if bad++; bad <= 5 {
-				t.Errorf("%s: key %016x%016x: trie %d (other walk %d), table %d", name, k.hi, k.lo, got, got2, want)
+				t.Errorf("%s: key %016x%016x: trie %d (other/paired walk %d), table %d", name, k.hi, k.lo, got, got2, want)
 			}
 		}
 	}
