@@ -90,10 +90,26 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // full length. Frames the kernel dropped because the socket's buffer was
 // full make it return an error: the capture is then not a complete reference.
 func EachReceived(fd int, buf []byte, quiet time.Duration, fn func(data []byte, n int)) error {
-	tv := unix.NsecToTimeval(quiet.Nanoseconds())
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	setTimeout := func(d time.Duration) {
+		tv := unix.NsecToTimeval(max(d, time.Millisecond).Nanoseconds())
+		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	}
+	setTimeout(quiet)
+	last, shortened := time.Now(), false
 	for {
 		n, from, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC)
+		if errors.Is(err, unix.EINTR) {
+			// A socket with SO_RCVTIMEO is not restarted after a signal, and
+			// the Go runtime signals threads to preempt goroutines: retry
+			// with what is left of the quiet period, so signals arriving
+			// more often than quiet cannot keep the loop alive forever.
+			if left := quiet - time.Since(last); left > 0 {
+				setTimeout(left)
+				shortened = true
+				continue
+			}
+			err = unix.EAGAIN
+		}
 		if errors.Is(err, unix.EAGAIN) {
 			st, err := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 			if err == nil && st.Drops != 0 {
@@ -103,6 +119,11 @@ func EachReceived(fd int, buf []byte, quiet time.Duration, fn func(data []byte, 
 		}
 		if err != nil {
 			return fmt.Errorf("recvfrom: %w", err)
+		}
+		last = time.Now()
+		if shortened {
+			setTimeout(quiet)
+			shortened = false
 		}
 		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 			continue
