@@ -127,10 +127,12 @@ func (e *Engine) beaconPair(d *device, k pairKey, rec *flowpb.FlowRecord, ts int
 		if d.pairs.len() >= c.MaxPairs {
 			if k, ok := d.pairs.oldest(func(p *pair) int64 { return p.lastSeen }); ok {
 				d.pairs.del(k)
+				e.pairRemoved(d, k)
 			}
 		}
 		p = &pair{}
 		d.pairs.put(h, p)
+		e.pairAdded(d, h)
 	}
 	if ts > p.lastSeen {
 		p.lastSeen = ts
@@ -233,9 +235,9 @@ type BeaconScore struct {
 
 // scoreBeacon computes the RITA v5 score of p for the window ending at now.
 //
-// With gate set it returns false early when the cheap histogram and
-// duration scores already rule out reaching the threshold.
-func (e *Engine) scoreBeacon(p *pair, now int64, gate bool) (BeaconScore, bool) {
+// With need > 0 it returns false early when the cheap histogram and
+// duration scores already rule out a total of need.
+func (e *Engine) scoreBeacon(p *pair, now int64, need float64) (BeaconScore, bool) {
 	c := e.cfg.Beacon
 	win := int64(c.Window)
 	lo := uint32(max(now-win, 0) / int64(time.Second))
@@ -278,7 +280,7 @@ func (e *Engine) scoreBeacon(p *pair, now int64, gate bool) (BeaconScore, bool) 
 	s.Duration = rita.DurationScore(&bins, first, last, dataMin, dataMax, rita.DefaultDurationParams)
 	// The timestamp and size scores are at most 1 each and cost two sorts;
 	// skip them when even perfect values could not reach the threshold.
-	if gate && 0.25*(2+s.Histogram+s.Duration) < c.Threshold {
+	if need > 0 && 0.25*(2+s.Histogram+s.Duration) < need {
 		return s, false
 	}
 	scratch := e.scratch[len(ts):cap(e.scratch)]
@@ -289,36 +291,148 @@ func (e *Engine) scoreBeacon(p *pair, now int64, gate bool) (BeaconScore, bool) 
 }
 
 func (e *Engine) scorePair(d *device, k pairKey, p *pair, rec *flowpb.FlowRecord, now int64, emit func(*flowpb.Alert)) {
+	c := e.cfg.Beacon
 	p.dirty = false
-	p.nextScore = now + int64(e.cfg.Beacon.ScoreInterval)
-	s, ok := e.scoreBeacon(p, now, true)
-	if !ok || s.Total < e.cfg.Beacon.Threshold {
+	p.nextScore = now + int64(c.ScoreInterval)
+	s, ok := e.scoreBeacon(p, now, c.Threshold-c.PrevalenceIncrease)
+	if !ok {
+		return
+	}
+	prev, mod := e.prevalenceModifier(k.hash())
+	score := rita.Round3(s.Total + mod)
+	if score < c.Threshold {
 		return
 	}
 	sev := flowpb.Severity_SEVERITY_LOW
 	switch {
-	case s.Total >= 1:
+	case score >= 1:
 		sev = flowpb.Severity_SEVERITY_HIGH
-	case s.Total >= 0.9:
+	case score >= 0.9:
 		sev = flowpb.Severity_SEVERITY_MEDIUM
 	}
 	e.pairKey(detBeacon, d, k)
-	if e.bump(detBeacon, now, rec, 0, sev, s.Total, emit) {
+	if e.bump(detBeacon, now, rec, 0, sev, score, emit) {
 		return
 	}
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	evidence := []*flowpb.Evidence{
-		ev("score", f(s.Total)),
+		ev("score", f(score)),
+		ev("beacon_score", f(s.Total)),
 		ev("timestamp_score", f(s.Timestamp)),
 		ev("data_size_score", f(s.DataSize)),
 		ev("histogram_score", f(s.Histogram)),
 		ev("duration_score", f(s.Duration)),
 		ev("connections", strconv.Itoa(s.Connections)),
-		ev("window", e.cfg.Beacon.Window.String()),
+		ev("window", c.Window.String()),
+	}
+	if prev >= 0 {
+		evidence = append(evidence, ev("prevalence", f(prev)), ev("prevalence_modifier", f(mod)))
 	}
 	dst := pairDest(k, p)
-	summary := fmt.Sprintf("beacon to %s: score %.3f over %d connections", destLabel(dst), s.Total, s.Connections)
-	e.raise(detBeacon, d, now, now, now+int64(e.cfg.Suppression), dst, rec, 0, sev, s.Total, summary, evidence, emit)
+	summary := fmt.Sprintf("beacon to %s: score %.3f over %d connections", destLabel(dst), score, s.Connections)
+	e.raise(detBeacon, d, now, now, now+int64(e.cfg.Suppression), dst, rec, 0, sev, score, summary, evidence, emit)
+}
+
+// prevalenceModifier is RITA v5's prevalence modifier for destination h: the
+// fraction of this engine's devices holding a pair for it, and what it adds
+// to the beacon score. With fewer than prevalence_min_devices devices the
+// fraction is -1 and nothing is added.
+//
+// An engine sees the devices of its Kafka partitions only; records are keyed
+// by device, so that is a random sample of the lab and the fraction an
+// estimate of the lab-wide one.
+func (e *Engine) prevalenceModifier(h uint64) (prev, mod float64) {
+	c := e.cfg.Beacon
+	if e.prevDevs < c.PrevalenceMinDevices {
+		return -1, 0
+	}
+	prev = float64(e.prevDst[tkey(h)]) / float64(e.prevDevs)
+	switch {
+	case prev >= c.PrevalenceHigh:
+		mod = -c.PrevalenceDecrease
+	case prev <= c.PrevalenceLow:
+		mod = c.PrevalenceIncrease
+	}
+	return prev, mod
+}
+
+// pairAdded and pairRemoved keep the prevalence counts; call them after
+// putting or deleting pair h of device d.
+func (e *Engine) pairAdded(d *device, h uint64) {
+	e.prevDst[tkey(h)]++
+	if d.pairs.len() == 1 {
+		e.prevDevs++
+	}
+}
+
+func (e *Engine) pairRemoved(d *device, h uint64) {
+	h = tkey(h) // the key tables store and each/oldest return
+	if n := e.prevDst[h] - 1; n > 0 {
+		e.prevDst[h] = n
+	} else {
+		delete(e.prevDst, h)
+	}
+	if d.pairs.len() == 0 {
+		e.prevDevs--
+	}
+}
+
+// forgetPairs takes a device's pairs out of the prevalence counts (the
+// device is being dropped).
+func (e *Engine) forgetPairs(d *device) {
+	if d.pairs.len() == 0 {
+		return
+	}
+	d.pairs.each(func(h uint64, _ *pair) {
+		if n := e.prevDst[h] - 1; n > 0 {
+			e.prevDst[h] = n
+		} else {
+			delete(e.prevDst, h)
+		}
+	})
+	e.prevDevs--
+}
+
+// expirePairs deletes pairs idle for longer than the window: nothing of
+// theirs is inside it any more, and a device that stopped talking to a
+// destination must stop counting towards its prevalence.
+func (e *Engine) expirePairs(now int64) {
+	win := int64(e.cfg.Beacon.Window)
+	expire := func(d *device) {
+		victims := e.pairVictims[:0]
+		d.pairs.each(func(h uint64, p *pair) {
+			if now-p.lastSeen > win {
+				victims = append(victims, h)
+			}
+		})
+		for _, h := range victims {
+			d.pairs.del(h)
+			e.pairRemoved(d, h)
+		}
+		e.pairVictims = victims[:0]
+	}
+	e.devices.each(func(_ uint64, d *device) { expire(d) })
+	for _, d := range e.anon {
+		expire(d)
+	}
+}
+
+// recountPrevalence rebuilds the prevalence counts from the pairs (after a
+// restore).
+func (e *Engine) recountPrevalence() {
+	clear(e.prevDst)
+	e.prevDevs = 0
+	count := func(d *device) {
+		if d.pairs.len() == 0 {
+			return
+		}
+		e.prevDevs++
+		d.pairs.each(func(h uint64, _ *pair) { e.prevDst[h]++ })
+	}
+	e.devices.each(func(_ uint64, d *device) { count(d) })
+	for _, d := range e.anon {
+		count(d)
+	}
 }
 
 func (e *Engine) pairKey(det detector, d *device, k pairKey) {

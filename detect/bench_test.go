@@ -177,6 +177,6 @@ func BenchmarkBeaconScore(b *testing.B) {
 	e.dataMin = t0
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		e.scoreBeacon(p, now, false)
+		e.scoreBeacon(p, now, 0)
 	}
 }

@@ -81,6 +81,15 @@ type BeaconConfig struct {
 	LongConnThresholds [4]time.Duration `yaml:"long_conn_thresholds" help:"base, low, medium, high total duration (RITA 1h, 4h, 8h, 12h)"`
 	StrobeEnabled      bool             `yaml:"strobe_enabled" help:"alert on pairs with at least strobe_connections connections in the window"`
 	StrobeConnections  int              `yaml:"strobe_connections" help:"connections per pair per window that make a strobe (RITA 86400 = 1/s over 24h)"`
+
+	// RITA v5's prevalence modifier: a destination most of the lab talks to
+	// (an OS or CDN endpoint) is less likely a C2 channel than one only a
+	// phone or two use, whatever the timing statistics say.
+	PrevalenceMinDevices int     `yaml:"prevalence_min_devices" help:"devices with beacon state needed before the prevalence modifier applies (fractions of a handful of phones say little)"`
+	PrevalenceHigh       float64 `yaml:"prevalence_decrease_threshold" help:"fraction of devices contacting a destination at or above which its beacon score is lowered (RITA 0.5)"`
+	PrevalenceDecrease   float64 `yaml:"prevalence_score_decrease" help:"subtracted from the beacon score of destinations that common (RITA 0.15; 0 disables)"`
+	PrevalenceLow        float64 `yaml:"prevalence_increase_threshold" help:"fraction of devices at or below which a destination's beacon score is raised (RITA 0.02)"`
+	PrevalenceIncrease   float64 `yaml:"prevalence_score_increase" help:"added to the beacon score of destinations that rare (RITA's sample config 0.15; default 0: rare benign destinations are the norm in a lab)"`
 }
 
 // DNSConfig configures dns_tunnel.
@@ -137,6 +146,7 @@ func DefaultConfig() Config {
 			LongConnEnabled:    true,
 			LongConnThresholds: [4]time.Duration{time.Hour, 4 * time.Hour, 8 * time.Hour, 12 * time.Hour},
 			StrobeEnabled:      true, StrobeConnections: 86_400,
+			PrevalenceMinDevices: 10, PrevalenceHigh: 0.5, PrevalenceDecrease: 0.15, PrevalenceLow: 0.02, PrevalenceIncrease: 0,
 		},
 		DNS: DNSConfig{
 			Enabled: true, Window: 24 * time.Hour, UniqueSubdomains: 100, MaxTracked: 1024,
@@ -232,6 +242,25 @@ func (c Config) Validate() error {
 	}
 	if b.MaxTimestamps < b.UniqueConnections {
 		return fmt.Errorf("beaconing.max_timestamps: must be at least unique_connections (%d), got %d", b.UniqueConnections, b.MaxTimestamps)
+	}
+	if b.PrevalenceMinDevices < 1 {
+		return fmt.Errorf("beaconing.prevalence_min_devices: must be at least 1, got %d", b.PrevalenceMinDevices)
+	}
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{
+		{"beaconing.prevalence_decrease_threshold", b.PrevalenceHigh},
+		{"beaconing.prevalence_score_decrease", b.PrevalenceDecrease},
+		{"beaconing.prevalence_increase_threshold", b.PrevalenceLow},
+		{"beaconing.prevalence_score_increase", b.PrevalenceIncrease},
+	} {
+		if !(f.v >= 0 && f.v <= 1) {
+			return fmt.Errorf("%s: must be in [0,1], got %g", f.key, f.v)
+		}
+	}
+	if b.PrevalenceLow >= b.PrevalenceHigh {
+		return fmt.Errorf("beaconing.prevalence_increase_threshold: must be below prevalence_decrease_threshold (%g), got %g", b.PrevalenceHigh, b.PrevalenceLow)
 	}
 	for i := range b.LongConnThresholds {
 		if b.LongConnThresholds[i] <= 0 || (i > 0 && b.LongConnThresholds[i] <= b.LongConnThresholds[i-1]) {

@@ -51,6 +51,13 @@ type Engine struct {
 	models  map[string]*modelState
 	open    map[string]*openAlert // open alerts by dedup key
 
+	// Beacon destination prevalence: devices holding a pair for each
+	// destination (by pairKey.hash), and devices holding any pair.
+	prevDst       map[uint64]int32
+	prevDevs      int
+	nextPairSweep int64
+	pairVictims   []uint64
+
 	watermark int64 // highest record time seen
 	dataMin   int64 // first record time seen (RITA dataset start)
 	nextSweep int64
@@ -77,6 +84,7 @@ func New(cfg Config) (*Engine, error) {
 		anon:        map[[16]byte]*device{},
 		models:      map[string]*modelState{},
 		open:        map[string]*openAlert{},
+		prevDst:     map[uint64]int32{},
 		keyBuf:      make([]byte, 0, 256),
 		suffixCache: map[string]string{},
 		scratch:     make([]float64, 0, 3*cfg.Beacon.MaxTimestamps),
@@ -267,6 +275,7 @@ func (e *Engine) makeRoom() {
 }
 
 func (e *Engine) dropDevice(d *device) {
+	e.forgetPairs(d)
 	if d.id != "" {
 		e.devices.del(hashID(d.id))
 	} else {
@@ -328,6 +337,10 @@ func (e *Engine) sweep(now int64, emit func(*flowpb.Alert)) {
 		if now-d.lastSeen > ttl {
 			e.dropDevice(d)
 		}
+	}
+	if now >= e.nextPairSweep {
+		e.expirePairs(now)
+		e.nextPairSweep = now + e.binLen()
 	}
 }
 

@@ -253,6 +253,7 @@ func (e *Engine) Restore(r io.Reader) error {
 		open[sa.Key] = &openAlert{alert: a, det: detector(sa.Det), closeAt: sa.CloseAt, dirty: sa.Dirty}
 	}
 	e.devices, e.anon, e.models, e.open = devices, anon, models, open
+	e.recountPrevalence()
 	e.watermark, e.dataMin = s.Watermark, s.DataMin
 	e.nextSweep = s.NextSweep
 	if e.nextSweep == 0 {
