@@ -18,12 +18,13 @@ import (
 // writer asks whether the block is there.
 //
 // A block is written as one part per partition (a day of time here), each
-// part atomically, and a block never exceeds max_insert_block_size rows. So
-// one row per partition decides: all present, the whole block is stored; none,
-// nothing is; a mix (a multi-day block cut by the failure) is resent and
-// accepts the duplicates rather than losing rows. Representatives are taken
-// per 15 minutes of time, so they cover every day partition whatever the
-// server's time zone.
+// part atomically, and a block never exceeds max_insert_block_size rows; the
+// writer sends one INSERT per server-local day (days.go). So one row decides:
+// all present, the whole block is stored; none, nothing is; a mix (possible
+// only if the block did span two partitions, e.g. the zone could not be
+// loaded) is resent and accepts the duplicates rather than losing rows.
+// Representatives are taken per 15 minutes of time, so they cover every day
+// partition whatever the server's time zone.
 
 // rep is one representative row of a block: its key column and time.
 type rep struct {

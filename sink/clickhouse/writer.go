@@ -59,6 +59,8 @@ type Writer struct {
 	flowMu  sync.Mutex
 	flows   []*flowColumns // pieces of a block, built concurrently
 	matches *matchColumns
+	loc     *time.Location         // server time zone: partitions are its days (days.go)
+	days    [][]*flowpb.FlowRecord // scratch for splitByDay
 
 	alertMu sync.Mutex
 	alerts  *alertColumns
@@ -96,6 +98,16 @@ func Open(ctx context.Context, cfg Config) (*Writer, error) {
 			return err
 		}
 		w.profile, w.version = p, v
+		loc, err := serverLocation(ctx, conn)
+		if err != nil {
+			if Transient(err) && !isUnknownZone(err) {
+				return err
+			}
+			// Blocks may then span two partitions: still safe, see landed.go.
+			w.log.Warn("clickhouse server time zone unknown here; flows blocks are split by UTC day", "err", err)
+			loc = time.UTC
+		}
+		w.loc = loc
 		if cfg.MigrateOnOpen {
 			if _, err := Migrate(ctx, conn, cfg); err != nil {
 				return err
@@ -162,6 +174,23 @@ func (w *Writer) Close() error {
 func (w *Writer) WriteFlows(ctx context.Context, recs []*flowpb.FlowRecord) error {
 	w.flowMu.Lock()
 	defer w.flowMu.Unlock()
+	w.days = splitByDay(w.loc, recs, w.days)
+	defer clear(w.days)
+	for _, day := range w.days {
+		if err := w.writeFlowsDay(ctx, day); err != nil {
+			return err
+		}
+	}
+	for _, c := range w.flows {
+		c.reset()
+	}
+	w.matches.reset()
+	return nil
+}
+
+// writeFlowsDay writes flows of one partition day in blocks of at most
+// MaxBatchRows.
+func (w *Writer) writeFlowsDay(ctx context.Context, recs []*flowpb.FlowRecord) error {
 	for len(recs) > 0 {
 		n := min(len(recs), w.cfg.MaxBatchRows)
 		chunk := recs[:n]
@@ -181,10 +210,6 @@ func (w *Writer) WriteFlows(ctx context.Context, recs []*flowpb.FlowRecord) erro
 			}
 		}
 	}
-	for _, c := range w.flows {
-		c.reset()
-	}
-	w.matches.reset()
 	return nil
 }
 
