@@ -30,6 +30,7 @@ type Config struct {
 	ReplicationFactor int           `yaml:"replication_factor" help:"replication factor for topics created at start-up"`
 	GroupPrefix       string        `yaml:"group_prefix" help:"consumer group id prefix; a stage's group is <prefix>-<stage>"`
 	ClientID          string        `yaml:"client_id" help:"client id sent to the brokers"`
+	Instance          string        `yaml:"instance" help:"stable name of this consumer in its group (empty: the host name); partitions go to instances in name order, so a restarted instance gets its partitions, and its detector state, back"`
 	BatchSize         int           `yaml:"batch_size" help:"max records per fetched batch (the unit of processing and commit)"`
 	BatchTimeout      time.Duration `yaml:"batch_timeout" help:"how long a fetch waits to fill a batch once it has one record"`
 	ProduceBatchSize  int           `yaml:"produce_batch_size" help:"max records per produce request and partition"`

@@ -226,8 +226,11 @@ func NewKafkaReader(cfg Config, topic, group string, log *slog.Logger) *KafkaRea
 		ReadBackoffMin:    cfg.RetryBackoffMin,
 		ReadBackoffMax:    cfg.RetryBackoffMax,
 		CommitInterval:    0, // synchronous, explicit commits only
-		StartOffset:       start,
-		ErrorLogger:       kafkaLogger(log, slog.LevelWarn),
+		// The range balancer is the fallback while a rolling upgrade mixes
+		// in members that do not know the instance protocol.
+		GroupBalancers: []kafka.GroupBalancer{InstanceBalancer{Instance: instanceName(cfg)}, kafka.RangeGroupBalancer{}},
+		StartOffset:    start,
+		ErrorLogger:    kafkaLogger(log, slog.LevelWarn),
 	})
 	return &KafkaReader{r: r, cfg: cfg, log: log, buf: make([]Message, 0, cfg.BatchSize)}
 }
