@@ -33,6 +33,9 @@ import (
 
 const benchAddrs = 1 << 20
 
+// benchBatch is the LookupBatch size in the batch rows (divides benchAddrs).
+const benchBatch = 64
+
 type benchSet struct {
 	db     *DB
 	reader *maxminddb.Reader
@@ -133,6 +136,23 @@ func benchLookups(b *testing.B, s *benchSet, baselines ...baseline) {
 			cpuBench(b, func() {
 				for i := 0; i < b.N; i += 2 {
 					s.db.LookupPairTallied(addrs[i&(benchAddrs-1)], addrs[(i+1)&(benchAddrs-1)], &g1, &g2, &t)
+				}
+			})
+			t.Flush()
+		})
+		b.Run(fam+"/flat-batch-per-endpoint", func(b *testing.B) {
+			// Batches of benchBatch addresses, as an enrich worker holding
+			// a batch of records would pass both endpoints of each.
+			var gs [benchBatch]flowpb.Geo
+			var outs [benchBatch]*flowpb.Geo
+			for i := range outs {
+				outs[i] = &gs[i]
+			}
+			var t Tally
+			cpuBench(b, func() {
+				for i := 0; i < b.N; i += benchBatch {
+					j := i & (benchAddrs - 1)
+					s.db.LookupBatch(addrs[j:j+benchBatch], outs[:], &t)
 				}
 			})
 			t.Flush()
