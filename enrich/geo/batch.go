@@ -2,6 +2,7 @@ package geo
 
 import (
 	"net/netip"
+	"runtime"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
@@ -36,6 +37,7 @@ func (db *DB) LookupBatch(addrs []netip.Addr, outs []*flowpb.Geo, t *Tally) {
 	}
 	b.flush4(db)
 	b.flush6(db)
+	runtime.KeepAlive(db) // see offheap.go
 	if t.n += uint64(len(addrs)); t.n >= tallyFlush {
 		t.Flush()
 	}
