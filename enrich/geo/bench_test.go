@@ -33,6 +33,9 @@ import (
 
 const benchAddrs = 1 << 20
 
+// benchBatch is the LookupBatch size in the batch rows (divides benchAddrs).
+const benchBatch = 64
+
 type benchSet struct {
 	db     *DB
 	reader *maxminddb.Reader
@@ -133,6 +136,23 @@ func benchLookups(b *testing.B, s *benchSet, baselines ...baseline) {
 			cpuBench(b, func() {
 				for i := 0; i < b.N; i += 2 {
 					s.db.LookupPairTallied(addrs[i&(benchAddrs-1)], addrs[(i+1)&(benchAddrs-1)], &g1, &g2, &t)
+				}
+			})
+			t.Flush()
+		})
+		b.Run(fam+"/flat-batch-per-endpoint", func(b *testing.B) {
+			// Batches of benchBatch addresses, as an enrich worker holding
+			// a batch of records would pass both endpoints of each.
+			var gs [benchBatch]flowpb.Geo
+			var outs [benchBatch]*flowpb.Geo
+			for i := range outs {
+				outs[i] = &gs[i]
+			}
+			var t Tally
+			cpuBench(b, func() {
+				for i := 0; i < b.N; i += benchBatch {
+					j := i & (benchAddrs - 1)
+					s.db.LookupBatch(addrs[j:j+benchBatch], outs[:], &t)
 				}
 			})
 			t.Flush()
@@ -352,7 +372,7 @@ func BenchmarkLookupCity(b *testing.B) {
 }
 
 // BenchmarkLoad measures Open on the real databases and reports the heap
-// the loaded DB keeps (after GC).
+// the loaded DB keeps (after GC) and the memory it maps outside the heap.
 func BenchmarkLoad(b *testing.B) {
 	dir := filepath.Join(geoipData(b), "real")
 	for _, c := range []struct {
@@ -365,6 +385,7 @@ func BenchmarkLoad(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var heap uint64
+			var off int
 			for i := 0; i < b.N; i++ {
 				var before, after runtime.MemStats
 				b.StopTimer()
@@ -377,9 +398,11 @@ func BenchmarkLoad(b *testing.B) {
 				runtime.ReadMemStats(&after)
 				runtime.KeepAlive(db)
 				heap = after.HeapAlloc - before.HeapAlloc
+				off = db.Stats().OffHeap
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(heap), "heap-bytes")
+			b.ReportMetric(float64(off), "offheap-bytes") // the tries and answers, mapped outside the heap
 		})
 	}
 }

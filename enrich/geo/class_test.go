@@ -162,22 +162,7 @@ func TestLookupPairRealMixed(t *testing.T) {
 	db := openFiles(t, filepath.Join(dir, "iptoasn-country.mmdb"),
 		filepath.Join(dir, "asn-ipv4.csv.gz"), filepath.Join(dir, "asn-ipv6.csv.gz"))
 	rng := rand.New(rand.NewPCG(21, 22))
-	nets := []netip.Prefix{netip.MustParsePrefix("2001:4860::/32"), netip.MustParsePrefix("2a00:1450::/29"),
-		netip.MustParsePrefix("2600::/12"), netip.MustParsePrefix("2c0f:f000::/20")}
-	fixed := []string{"::", "::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "0.0.0.0", "255.255.255.255",
-		"::ffff:8.8.8.8", "64:ff9b::808:808", "64:ff9b::1.1.1.1", "2002:808:808::1", "2001::1", "fe80::1"}
-	var pool []netip.Addr
-	for _, s := range fixed {
-		pool = append(pool, netip.MustParseAddr(s))
-	}
-	pool = append(pool, netip.Addr{})
-	for range 20000 {
-		v4 := randomV4(rng)
-		b := v4.As4()
-		pool = append(pool, v4, randomIn(rng, nets[rng.IntN(len(nets))]), randomV6(rng),
-			netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff, 12: b[0], 13: b[1], 14: b[2], 15: b[3]}),
-			netip.AddrFrom16([16]byte{1: 0x64, 2: 0xff, 3: 0x9b, 12: b[0], 13: b[1], 14: b[2], 15: b[3]}))
-	}
+	pool := realMixedPool(rng, 20000)
 	var tl Tally
 	bad := 0
 	for i := range 4 * len(pool) {
@@ -197,4 +182,78 @@ func TestLookupPairRealMixed(t *testing.T) {
 		}
 	}
 	tl.Flush()
+}
+
+// TestLookupBatchReal: on the real merged DB, LookupBatch answers like
+// Lookup for every address of batches of every length (0 to a few hundred)
+// drawn from the same kinds of addresses as TestLookupPairRealMixed, so
+// that the family lanes fill, flush mid-batch and end part-full in every
+// mix; a stale field in an output (written by a lane of another address)
+// would show, as outputs are reused between batches. The tally counts every
+// address.
+func TestLookupBatchReal(t *testing.T) {
+	dir := filepath.Join(geoipData(t), "real")
+	db := openFiles(t, filepath.Join(dir, "iptoasn-country.mmdb"),
+		filepath.Join(dir, "asn-ipv4.csv.gz"), filepath.Join(dir, "asn-ipv6.csv.gz"))
+	rng := rand.New(rand.NewPCG(23, 24))
+	pool := realMixedPool(rng, 20000)
+	outs := make([]*flowpb.Geo, 400)
+	for i := range outs {
+		outs[i] = &flowpb.Geo{}
+	}
+	var tl Tally
+	before := totalLookups()
+	total, bad := 0, 0
+	for round := 0; total < 6*len(pool); round++ {
+		n := rng.IntN(len(outs) + 1)
+		if round%7 == 0 {
+			n = rng.IntN(2 * lanes) // short batches: part-full lanes only
+		}
+		addrs := make([]netip.Addr, n)
+		for i := range addrs {
+			addrs[i] = pool[(total+i)%len(pool)]
+			if round%2 == 1 {
+				addrs[i] = pool[rng.IntN(len(pool))]
+			}
+		}
+		db.LookupBatch(addrs, outs, &tl)
+		for i, a := range addrs {
+			var want flowpb.Geo
+			db.Lookup(a, &want)
+			if !proto.Equal(outs[i], &want) {
+				if bad++; bad <= 5 {
+					t.Errorf("round %d, %v (index %d of %d): batch %v, Lookup %v", round, a, i, n, outs[i], &want)
+				}
+			}
+		}
+		total += n
+	}
+	tl.Flush()
+	// Lookup counted total too.
+	if got := totalLookups() - before; got != uint64(2*total) {
+		t.Errorf("metric grew by %d, want %d (batch + single)", got, 2*total)
+	}
+}
+
+// realMixedPool returns the fixed edge addresses, the zero Addr, and n each
+// of uniform IPv4, IPv6 inside a few real prefixes, uniform IPv6,
+// IPv4-mapped and NAT64-embedded addresses.
+func realMixedPool(rng *rand.Rand, n int) []netip.Addr {
+	nets := []netip.Prefix{netip.MustParsePrefix("2001:4860::/32"), netip.MustParsePrefix("2a00:1450::/29"),
+		netip.MustParsePrefix("2600::/12"), netip.MustParsePrefix("2c0f:f000::/20")}
+	fixed := []string{"::", "::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "0.0.0.0", "255.255.255.255",
+		"::ffff:8.8.8.8", "64:ff9b::808:808", "64:ff9b::1.1.1.1", "2002:808:808::1", "2001::1", "fe80::1"}
+	var pool []netip.Addr
+	for _, s := range fixed {
+		pool = append(pool, netip.MustParseAddr(s))
+	}
+	pool = append(pool, netip.Addr{})
+	for range n {
+		v4 := randomV4(rng)
+		b := v4.As4()
+		pool = append(pool, v4, randomIn(rng, nets[rng.IntN(len(nets))]), randomV6(rng),
+			netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff, 12: b[0], 13: b[1], 14: b[2], 15: b[3]}),
+			netip.AddrFrom16([16]byte{1: 0x64, 2: 0xff, 3: 0x9b, 12: b[0], 13: b[1], 14: b[2], 15: b[3]}))
+	}
+	return pool
 }

@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 	"unsafe"
@@ -36,8 +37,10 @@ type DB struct {
 	n4, n6    int   // ranges of the merged tables, before classes are folded in
 	answers   []answer
 	countries []string // answer.country indexes this; [0] = ""
+	strs      string   // city and organisation texts; answers hold spans of it
 	nat64     []u128   // /96 prefixes; lo's low 32 bits are zero
 	files     []FileStats
+	offHeap   int // bytes mapped outside the Go heap for t4, t6 and answers (0: on the heap)
 }
 
 // FileStats describes one loaded file, for logs and the geo subcommand.
@@ -56,12 +59,13 @@ type Stats struct {
 	Ranges6 int
 	Records int // distinct answers ((record, address class) pairs)
 	Bytes   int // memory of the two tries and the answers (strings not counted)
+	OffHeap int // of which mapped outside the Go heap, rounded up to 2 MiB pages (0: all on the heap)
 }
 
 // Stats returns the sizes of db's tables.
 func (db *DB) Stats() Stats {
 	return Stats{Files: db.files, Ranges4: db.n4, Ranges6: db.n6, Records: len(db.answers),
-		Bytes: db.t4.bytes() + db.t6.bytes() + len(db.answers)*int(unsafe.Sizeof(answer{}))}
+		Bytes: db.t4.bytes() + db.t6.bytes() + len(db.answers)*int(unsafe.Sizeof(answer{})), OffHeap: db.offHeap}
 }
 
 // Open loads and merges cfg.Databases. Errors are one line and name the file.
@@ -117,7 +121,7 @@ func Open(cfg Config) (*DB, error) {
 	st4, r4 = overlay2(st4, r4, c4s, c4, pair)
 	st6, r6 = overlay2(st6, r6, c6s, c6, pair)
 	var err error
-	if db.answers, db.countries, err = compact(in.list, keys); err != nil {
+	if db.answers, db.countries, db.strs, err = compact(in.list, keys); err != nil {
 		return nil, fmt.Errorf("geo: %w", err)
 	}
 	for i := range st4 {
@@ -125,6 +129,7 @@ func Open(cfg Config) (*DB, error) {
 	}
 	db.t4 = buildPtrie(st4, r4, stride4)
 	db.t6 = buildPtrie(st6, r6, stride6)
+	db.moveOffHeap()
 	loadSeconds.Set(time.Since(start).Seconds())
 	entries.WithLabelValues("ipv4").Set(float64(db.n4))
 	entries.WithLabelValues("ipv6").Set(float64(db.n6))
@@ -222,6 +227,7 @@ func (db *DB) lookup(addr netip.Addr, out *flowpb.Geo) {
 		}
 	}
 	db.fill(id, out)
+	runtime.KeepAlive(db) // see offheap.go
 }
 
 // lookup2 is lookup for two addresses. Two addresses of the same family
@@ -250,6 +256,7 @@ func (db *DB) lookup2(a1, a2 netip.Addr, out1, out2 *flowpb.Geo) {
 	}
 	db.fill(id1, out1)
 	db.fill(id2, out2)
+	runtime.KeepAlive(db)
 }
 
 // nat64ID returns id, or the IPv4 answer if hi:lo lies in a NAT64 prefix.
@@ -267,11 +274,11 @@ func (db *DB) fill(id uint32, out *flowpb.Geo) {
 	a := &db.answers[id]
 	out.AddrClass = flowpb.AddrClass(a.class)
 	out.Country = db.countries[a.country]
-	out.City = a.city
+	out.City = db.str(a.city)
 	out.Latitude = a.lat
 	out.Longitude = a.lon
 	out.Asn = a.asn
-	out.Org = a.org
+	out.Org = db.str(a.org)
 }
 
 func be32(b [4]byte) uint32 {
@@ -292,5 +299,7 @@ func (db *DB) lookupRaw(addr netip.Addr) record {
 		b := addr.As16()
 		id = db.t6.find6(be64(b[:8]), be64(b[8:]))
 	}
-	return db.record(db.answers[id].raw)
+	raw := db.answers[id].raw
+	runtime.KeepAlive(db)
+	return db.record(raw)
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
@@ -199,6 +200,7 @@ func TestAdjacentAndNested(t *testing.T) {
 				n++
 			}
 		})
+		runtime.KeepAlive(db) // the trie is off the Go heap
 		return n
 	}
 	// 9.9.0.0-9.9.2.255 US, 9.9.3.0/24 CA, then the gap from 9.9.4.0.

@@ -2,6 +2,9 @@ package geo
 
 import (
 	"errors"
+	"math"
+	"runtime"
+	"strings"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
@@ -91,19 +94,25 @@ func (in *interner) rec(r record) uint32 {
 }
 
 // answer is the lookup-time form of a (record, address class) pair:
-// exactly one 64-byte cache line (the slice is large enough to be
-// page-aligned), with the country code as an index into a small, always-hot
-// table of the database's country strings. Only PUBLIC answers carry data;
-// raw is the answer with the same record as PUBLIC (for lookupRaw).
+// exactly one 64-byte cache line, with the country code as an index into a
+// small, always-hot table of the database's country strings. It holds no
+// pointer: city and organisation are spans of one string holding all of
+// them (DB.strs), so the answers can live in the DB's huge-page memory
+// outside the Go heap (see offheap.go), and a lookup still reads one line.
+// Only PUBLIC answers carry data; raw is the answer with the same record as
+// PUBLIC (for lookupRaw).
 type answer struct {
-	city, org string
 	lat, lon  float64
+	city, org strRef
 	asn       uint32
 	raw       uint32
 	country   uint16
 	class     uint8
-	_         [5]byte
+	_         [21]byte
 }
+
+// strRef is a span of DB.strs.
+type strRef struct{ off, n uint32 }
 
 // answerKey is a record id with the address class of its range.
 type answerKey struct{ rec, class uint32 }
@@ -129,17 +138,32 @@ func (s *answerSet) id(k answerKey) uint32 {
 	return id
 }
 
-// compact converts interned (record, class) keys into answers.
-func compact(recs []record, keys *answerSet) ([]answer, []string, error) {
+// compact converts interned (record, class) keys into answers, with city
+// and organisation texts gathered into one string (each distinct text once).
+func compact(recs []record, keys *answerSet) ([]answer, []string, string, error) {
 	// Every answer's PUBLIC twin must exist for raw; interning may append.
 	for i := 0; i < len(keys.list); i++ {
 		keys.id(answerKey{keys.list[i].rec, uint32(flowpb.AddrClass_ADDR_CLASS_PUBLIC)})
 	}
 	if len(keys.list) > refMask {
-		return nil, nil, errors.New("too many distinct answers")
+		return nil, nil, "", errors.New("too many distinct answers")
 	}
 	countries := []string{""}
 	idx := map[string]uint16{"": 0}
+	var strs strings.Builder
+	refs := map[string]strRef{"": {}}
+	ref := func(s string) (strRef, error) {
+		r, ok := refs[s]
+		if !ok {
+			if strs.Len()+len(s) > math.MaxUint32 {
+				return r, errors.New("city and organisation texts exceed 4 GiB")
+			}
+			r = strRef{uint32(strs.Len()), uint32(len(s))}
+			strs.WriteString(s)
+			refs[s] = r
+		}
+		return r, nil
+	}
 	out := make([]answer, len(keys.list))
 	for i, k := range keys.list {
 		a := &out[i]
@@ -152,19 +176,31 @@ func compact(recs []record, keys *answerSet) ([]answer, []string, error) {
 		c, ok := idx[r.country]
 		if !ok {
 			if len(countries) > 0xffff {
-				return nil, nil, errors.New("more than 65535 distinct country values; check the country mapping")
+				return nil, nil, "", errors.New("more than 65535 distinct country values; check the country mapping")
 			}
 			c = uint16(len(countries))
 			idx[r.country] = c
 			countries = append(countries, r.country)
 		}
-		a.city, a.org, a.lat, a.lon, a.asn, a.country = r.city, r.org, r.lat, r.lon, r.asn, c
+		var err error
+		if a.city, err = ref(r.city); err != nil {
+			return nil, nil, "", err
+		}
+		if a.org, err = ref(r.org); err != nil {
+			return nil, nil, "", err
+		}
+		a.lat, a.lon, a.asn, a.country = r.lat, r.lon, r.asn, c
 	}
-	return out, countries, nil
+	return out, countries, strs.String(), nil
 }
+
+// str returns the text of span r.
+func (db *DB) str(r strRef) string { return db.strs[r.off : r.off+r.n] }
 
 // record rebuilds the record of answer id (for tests and tools).
 func (db *DB) record(id uint32) record {
 	a := &db.answers[id]
-	return record{country: db.countries[a.country], city: a.city, org: a.org, lat: a.lat, lon: a.lon, asn: a.asn}
+	r := record{country: db.countries[a.country], city: db.str(a.city), org: db.str(a.org), lat: a.lat, lon: a.lon, asn: a.asn}
+	runtime.KeepAlive(db) // the answers may be off the Go heap (offheap.go)
+	return r
 }

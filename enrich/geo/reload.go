@@ -82,6 +82,11 @@ func (r *Reloader) LookupPairTallied(src, dst netip.Addr, srcOut, dstOut *flowpb
 	r.cur.Load().LookupPairTallied(src, dst, srcOut, dstOut, t)
 }
 
+// LookupBatch is DB().LookupBatch: the whole batch sees the same DB.
+func (r *Reloader) LookupBatch(addrs []netip.Addr, outs []*flowpb.Geo, t *Tally) {
+	r.cur.Load().LookupBatch(addrs, outs, t)
+}
+
 // Check polls the files once and reloads if any changed. It reports whether
 // a new DB was swapped in; a load error is logged, counted and returned.
 func (r *Reloader) Check() (bool, error) {

@@ -119,6 +119,34 @@ func checkTrie(t *testing.T, name string, rng *rand.Rand, starts []u128, ids []u
 			}
 		}
 	}
+	// The batch walks: groups of 1..lanes consecutive probes (so every
+	// lane count and every lane position is used), each lane checked.
+	for i, n := 0, 1; i < len(ps); i, n = i+n, n%lanes+1 {
+		var hi, lo [lanes]uint64
+		var ip, got [lanes]uint32
+		m := min(n, len(ps)-i)
+		for k := range m {
+			hi[k], lo[k], ip[k] = ps[i+k].hi, ps[i+k].lo, uint32(ps[i+k].hi>>32)
+		}
+		for pass := range 2 { // IPv4: both third-level walks
+			if v6 {
+				if pass == 1 {
+					break
+				}
+				tr.find6n(&hi, &lo, &got, m)
+			} else {
+				tr.find4n(&ip, &got, m)
+				tr.deep4 = !tr.deep4
+			}
+			for k := range m {
+				if want := refFind(starts, ids, ps[i+k]); got[k] != want {
+					if bad++; bad <= 5 {
+						t.Errorf("%s: key %016x%016x in lane %d of %d: batch walk %d, table %d", name, ps[i+k].hi, ps[i+k].lo, k, m, got[k], want)
+					}
+				}
+			}
+		}
+	}
 	var ws []u128
 	var wi []uint32
 	tr.walk(func(s u128, id uint32) { ws, wi = append(ws, s), append(wi, id) })
