@@ -33,7 +33,7 @@ echo "== go test -race (the concurrent parts: reloads, runner, flow table, webho
 # The whole suite under -race would take most of CI's budget on 2 cores; these
 # are the packages and tests where goroutines share state.
 go test -race -count=1 -timeout 20m ./enrich/inventory ./collector/flow ./sink/webhook ./internal/strarena
-go test -race -count=1 -timeout 20m -run 'Reload' ./enrich/geo
+go test -race -count=1 -timeout 20m -run 'Reload|OffHeap|Batch|Pair' ./enrich/geo
 go test -race -count=1 -timeout 20m -run '^TestRun' ./transport
 
 echo "== fuzz (bounded)"
