@@ -17,36 +17,41 @@ package ident
 // classes (no faster on JSON, 10-20 % slower on headers and binary):
 // sampling won on headers, JSON and binary alike.
 func (s *Scanner) sampleRuns(data []byte, layer int, mask uint8) {
-	n := len(data)
 	for c := 0; c < numRunClasses; c++ {
-		L := s.idx.minRun[c]
-		if L == 0 || mask&(1<<c) == 0 {
+		if s.idx.minRun[c] == 0 || mask&(1<<c) == 0 {
 			continue
 		}
-		bit := uint8(1) << c
-		for p := L - 1; p < n; {
-			if lut[data[p]]&bit == 0 {
-				p += L
-				continue
-			}
-			e := p + 1
-			for e < n && lut[data[e]]&bit != 0 {
-				e++
-			}
-			// The run [st, e) is long enough iff st <= e-L, which needs
-			// data[e-L] in the class: most short runs (JSON keys, words)
-			// are dismissed by that one byte without walking back.
-			if q := e - L; q >= 0 && lut[data[q]]&bit != 0 {
-				st := p
-				for st > 0 && lut[data[st-1]]&bit != 0 {
-					st--
-				}
-				if e-st >= L {
-					s.run(data, c, st, e, layer)
-				}
-			}
-			p = e + L
+		s.sampleClass(data, c, layer)
+	}
+}
+
+// sampleClass is sampleRuns for one class.
+func (s *Scanner) sampleClass(data []byte, c, layer int) {
+	n := len(data)
+	L := s.idx.minRun[c]
+	bit := uint8(1) << c
+	for p := L - 1; p < n; {
+		if lut[data[p]]&bit == 0 {
+			p += L
+			continue
 		}
+		e := p + 1
+		for e < n && lut[data[e]]&bit != 0 {
+			e++
+		}
+		// The run [st, e) is long enough iff st <= e-L, which needs
+		// data[e-L] in the class: most short runs (JSON keys, words)
+		// are dismissed by that one byte without walking back.
+		if q := e - L; q >= 0 && lut[data[q]]&bit != 0 {
+			st := p
+			for st > 0 && lut[data[st-1]]&bit != 0 {
+				st--
+			}
+			if e-st >= L {
+				s.run(data, c, st, e, layer)
+			}
+		}
+		p = e + L
 	}
 }
 

@@ -128,6 +128,15 @@ type Scanner struct {
 	pool []*flowpb.IdentifierMatch
 	used int
 
+	// masks holds the class bitmasks of the layer being walked (maskRuns).
+	masks []uint64
+	// runFinder selects how maximal runs are found: from class bitmasks
+	// (built with AVX-512 VBMI or in pure Go) or by sampling. Tests set it
+	// to check every finder against the reference.
+	runFinder runFinder
+	// runHook, if set (tests), receives every run instead of run.
+	runHook func(c, st, e int)
+
 	hdrField map[string]string
 	target   *flowpb.Enrichment
 	emitFn   func(*flowpb.IdentifierMatch)
@@ -145,7 +154,7 @@ const maxLayers = 3
 
 // NewScanner returns scanning state for one worker goroutine.
 func (x *Index) NewScanner() *Scanner {
-	return &Scanner{idx: x, hdrField: map[string]string{}}
+	return &Scanner{idx: x, hdrField: map[string]string{}, runFinder: defaultRunFinder}
 }
 
 // Scan searches data (one field of a record, named by field) for indexed
@@ -241,7 +250,12 @@ func (s *Scanner) scanLayerMask(data []byte, layer int, mask uint8, decode bool)
 	if s.reference {
 		s.allRuns(data, layer, mask)
 	} else {
-		s.sampleRuns(data, layer, mask)
+		switch s.runFinder {
+		case runsMaskAsm, runsMaskGo:
+			s.maskRuns(data, layer, mask)
+		default:
+			s.sampleRuns(data, layer, mask)
+		}
 	}
 	if decode && layer < maxLayers && s.idx.cfg.MaxLayers > layer {
 		s.decodeLayers(data, layer)
@@ -250,6 +264,10 @@ func (s *Scanner) scanLayerMask(data []byte, layer int, mask uint8, decode bool)
 
 // run handles one maximal run [st, e) of class c.
 func (s *Scanner) run(data []byte, c, st, e, layer int) {
+	if s.runHook != nil {
+		s.runHook(c, st, e)
+		return
+	}
 	x := s.idx
 	switch c {
 	case clsText:

@@ -1,0 +1,60 @@
+#include "textflag.h"
+
+// func classMasksVBMI(data *byte, nblk int, out *uint64, consts *byte)
+//
+// Per 64-byte block: VPERMI2B looks up the classes of bytes 0..127 in the
+// two-register table (index bit 7 is ignored), bytes with bit 7 set are
+// overwritten with the high-byte class set, and one VPTESTMB per class
+// yields that class's 64-bit mask.
+TEXT ·classMasksVBMI(SB), NOSPLIT, $0-32
+	MOVQ data+0(FP), SI
+	MOVQ nblk+8(FP), CX
+	MOVQ out+16(FP), DI
+	MOVQ consts+24(FP), AX
+	VMOVDQU64 0(AX), Z1
+	VMOVDQU64 64(AX), Z2
+	VMOVDQU64 128(AX), Z10
+	VMOVDQU64 192(AX), Z11
+	VMOVDQU64 256(AX), Z12
+	VMOVDQU64 320(AX), Z13
+	VMOVDQU64 384(AX), Z14
+	VMOVDQU64 448(AX), Z15
+	VMOVDQU64 512(AX), Z16
+	VMOVDQU64 576(AX), Z3
+	TESTQ CX, CX
+	JLE   done
+
+loop:
+	VMOVDQU64 (SI), Z0
+	VPMOVB2M  Z0, K1
+	VPERMI2B  Z2, Z1, Z0
+	VMOVDQU8  Z3, K1, Z0
+	VPTESTMB  Z10, Z0, K2
+	KMOVQ     K2, R8
+	MOVQ      R8, 0(DI)
+	VPTESTMB  Z11, Z0, K2
+	KMOVQ     K2, R8
+	MOVQ      R8, 8(DI)
+	VPTESTMB  Z12, Z0, K2
+	KMOVQ     K2, R8
+	MOVQ      R8, 16(DI)
+	VPTESTMB  Z13, Z0, K2
+	KMOVQ     K2, R8
+	MOVQ      R8, 24(DI)
+	VPTESTMB  Z14, Z0, K2
+	KMOVQ     K2, R8
+	MOVQ      R8, 32(DI)
+	VPTESTMB  Z15, Z0, K2
+	KMOVQ     K2, R8
+	MOVQ      R8, 40(DI)
+	VPTESTMB  Z16, Z0, K2
+	KMOVQ     K2, R8
+	MOVQ      R8, 48(DI)
+	ADDQ      $64, SI
+	ADDQ      $64, DI
+	DECQ      CX
+	JNZ       loop
+
+done:
+	VZEROUPPER
+	RET

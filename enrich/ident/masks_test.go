@@ -1,0 +1,170 @@
+package ident
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// naiveMasks is the definition the mask builders must meet.
+func naiveMasks(data []byte) []uint64 {
+	out := make([]uint64, len(data)/64*maskStride)
+	for i, b := range data[:len(data)&^63] {
+		for c := 0; c < numRunClasses; c++ {
+			if lut[b]&(1<<c) != 0 {
+				out[i/64*maskStride+c] |= 1 << (i % 64)
+			}
+		}
+	}
+	return out
+}
+
+// TestClassMasks: the Go and (where the CPU has it) assembly mask builders
+// agree with a per-byte loop on every byte value at every block position
+// and on random data.
+func TestClassMasks(t *testing.T) {
+	var inputs [][]byte
+	all := make([]byte, 256*64)
+	for i := range all {
+		all[i] = byte(i*7 + i/256) // every byte value at every position
+	}
+	inputs = append(inputs, all)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for k := 0; k < 200; k++ {
+		d := make([]byte, 64*(1+rng.IntN(9)))
+		for i := range d {
+			switch k % 3 {
+			case 0:
+				d[i] = byte(rng.Uint32())
+			case 1:
+				d[i] = "0123456789abcdefXYZ+/-_.:%@ \"=&{}"[rng.IntN(33)]
+			default:
+				d[i] = byte(0x78 + rng.IntN(16))
+			}
+		}
+		inputs = append(inputs, d)
+	}
+	finders := []runFinder{runsMaskGo}
+	if hasMaskAsm {
+		finders = append(finders, runsMaskAsm)
+	} else {
+		t.Log("no AVX-512 VBMI here: only the Go builder is checked")
+	}
+	for _, in := range inputs {
+		want := naiveMasks(in)
+		for _, f := range finders {
+			got := make([]uint64, len(want))
+			classMasks(in, got, f == runsMaskAsm)
+			for i := range want {
+				if i%maskStride < numRunClasses && got[i] != want[i] {
+					t.Fatalf("finder %d block %d class %d: got %064b want %064b", f, i/maskStride, i%maskStride, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+func TestLongStarts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for k := 0; k < 50000; k++ {
+		lo, hi := rng.Uint64()|rng.Uint64(), rng.Uint64()|rng.Uint64()
+		if k%2 == 0 {
+			lo |= rng.Uint64()
+			hi |= rng.Uint64()
+		}
+		if k%7 == 0 {
+			hi = ^uint64(0)
+		}
+		L := 1 + rng.IntN(maxMaskRun)
+		bit := func(i int) bool {
+			if i < 64 {
+				return lo>>i&1 != 0
+			}
+			return hi>>(i-64)&1 != 0
+		}
+		var want uint64
+		for i := 0; i < 64; i++ {
+			ok := true
+			for j := i; ok && j < i+L; j++ {
+				ok = bit(j)
+			}
+			if ok {
+				want |= 1 << i
+			}
+		}
+		if got := longStarts(lo, hi, L); got != want {
+			t.Fatalf("longStarts(%064b, %064b, %d) = %064b, want %064b", lo, hi, L, got, want)
+		}
+	}
+}
+
+type foundRun struct{ c, st, e int }
+
+// collectRuns lists the runs a finder reports for data (every class).
+func collectRuns(s *Scanner, f runFinder, data []byte) []foundRun {
+	var got []foundRun
+	s.runHook = func(c, st, e int) { got = append(got, foundRun{c, st, e}) }
+	defer func() { s.runHook = nil }()
+	switch f {
+	case runsSample:
+		s.sampleRuns(data, 0, allRunClasses)
+	default:
+		s.runFinder = f
+		s.maskRuns(data, 0, allRunClasses)
+	}
+	return got
+}
+
+// runFinders lists the finders this machine can run.
+func runFinders() []runFinder {
+	fs := []runFinder{runsSample, runsMaskGo}
+	if hasMaskAsm {
+		fs = append(fs, runsMaskAsm)
+	}
+	return fs
+}
+
+// TestRunFindersEqualReference: every run finder reports, in the same
+// order, exactly the runs of the reference walk (every maximal run found
+// byte by byte) that are at least minRun long, on random documents of
+// class-run-shaped tokens whose lengths straddle minRun and the 64-byte
+// block bounds, including a class with minRun above what the masks handle.
+func TestRunFindersEqualReference(t *testing.T) {
+	idx, _ := edgeIndex(t)
+	long, _ := edgeIndex(t)
+	long.minRun[clsText] = 90 // past maxMaskRun: sampled
+	long.minRun[clsWord] = 64
+	long.minRun[clsHex] = 1
+	alphas := []string{alphaDigits, alphaHex, alphaHexUp + ":-.", alphaB64, alphaText, "abcXYZ019._%+@-",
+		"\"&=;,{}[]", "\x00\x01\xff\x80 "}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, x := range []*Index{idx, long} {
+		sc := x.NewScanner()
+		for k := 0; k < 3000; k++ {
+			var d []byte
+			for len(d) < 64*(1+k%6)+rng.IntN(64) {
+				a := alphas[rng.IntN(len(alphas))]
+				n := 1 + rng.IntN(20)
+				if rng.IntN(4) == 0 {
+					n = 50 + rng.IntN(150)
+				}
+				for i := 0; i < n; i++ {
+					d = append(d, a[rng.IntN(len(a))])
+				}
+			}
+			d = d[:len(d)-rng.IntN(min(len(d), 64))]
+			var want []foundRun
+			sc.runHook = func(c, st, e int) {
+				if e-st >= x.minRun[c] {
+					want = append(want, foundRun{c, st, e})
+				}
+			}
+			sc.allRuns(d, 0, allRunClasses)
+			for _, f := range runFinders() {
+				if got := collectRuns(sc, f, d); !slices.Equal(got, want) {
+					t.Fatalf("finder %d on %q:\ngot  %v\nwant %v", f, d, got, want)
+				}
+			}
+		}
+	}
+}
