@@ -108,14 +108,42 @@ const maxMaskRun = 65
 // value hi:lo are all set (1 <= L <= maxMaskRun): positions where a run of
 // at least L bytes of the class starts or goes on.
 func longStarts(lo, hi uint64, L int) uint64 {
+	// Doubling with constant shifts (L is fixed per class, so the tests
+	// are predicted): after the step of k, bit i means i..i+2k-1 are set.
 	k := 1
-	for 2*k <= L {
-		lo &= lo>>k | hi<<(64-k)
-		hi &= hi >> k
-		k *= 2
+	if L >= 2 {
+		lo &= lo>>1 | hi<<63
+		hi &= hi >> 1
+		k = 2
 	}
-	if d := L - k; d > 0 {
-		lo &= lo>>d | hi<<(64-d)
+	if L >= 4 {
+		lo &= lo>>2 | hi<<62
+		hi &= hi >> 2
+		k = 4
+	}
+	if L >= 8 {
+		lo &= lo>>4 | hi<<60
+		hi &= hi >> 4
+		k = 8
+	}
+	if L >= 16 {
+		lo &= lo>>8 | hi<<56
+		hi &= hi >> 8
+		k = 16
+	}
+	if L >= 32 {
+		lo &= lo>>16 | hi<<48
+		hi &= hi >> 16
+		k = 32
+	}
+	if L >= 64 {
+		lo &= lo>>32 | hi<<32
+		hi &= hi >> 32
+		k = 64
+	}
+	if d := uint(L - k); d > 0 {
+		// 0 < d < k <= 64
+		lo &= lo>>(d&63) | hi<<((64-d)&63)
 	}
 	return lo
 }
