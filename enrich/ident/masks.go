@@ -27,17 +27,31 @@ var defaultRunFinder = func() runFinder {
 	return runsMaskGo
 }()
 
-// maskStride is the number of uint64 masks per block: one per class
-// (numClasses, clsB64Pad's slot unused) so a block's masks are one cache line.
-const maskStride = 8
+// maskStride is the number of uint64 masks per block: one per run class
+// and, in the last slot, upper-case hex letters A-F (what normalize folds),
+// so a block's masks are one cache line.
+const (
+	maskStride = 8
+	maskUpper  = 7
+	upperBit   = 1 << maskUpper // the A-F bit in the kernel's table
+)
+
+// maskBits is lut plus upperBit for A-F: the kernel's per-byte bits.
+var maskBits = func() (t [256]uint8) {
+	t = lut
+	for b := 'A'; b <= 'F'; b++ {
+		t[b] |= upperBit
+	}
+	return t
+}()
 
 // spread[b] has bit 8*c set for every class c of byte b: ORing
 // spread[b_i]<<i over eight bytes gives, in byte c, class c's mask of those
 // eight bytes.
 var spread = func() (t [256]uint64) {
 	for b := range t {
-		for c := 0; c < numRunClasses; c++ {
-			if lut[b]&(1<<c) != 0 {
+		for c := 0; c < maskStride; c++ {
+			if maskBits[b]&(1<<c) != 0 {
 				t[b] |= 1 << (8 * c)
 			}
 		}
@@ -77,27 +91,58 @@ func classMasksGo(data []byte, out []uint64) {
 	}
 }
 
-// buildMasks fills s.masks for data, the last partial block padded with
+// buildMasks fills s.masks[layer] for data, the last partial block padded with
 // zero bytes (which belong to no class) and followed by one all-zero block
 // so a block's successor can always be read, and returns the number of
 // blocks of data.
-func (s *Scanner) buildMasks(data []byte) int {
+func (s *Scanner) buildMasks(data []byte, layer int) int {
 	nblk := (len(data) + 63) / 64
 	need := (nblk + 1) * maskStride
-	if cap(s.masks) < need {
-		s.masks = make([]uint64, need)
+	ms := s.masks[layer]
+	if cap(ms) < need {
+		ms = make([]uint64, need)
 	}
-	s.masks = s.masks[:need]
+	ms = ms[:need]
+	s.masks[layer] = ms
 	full := len(data) &^ 63
 	asm := s.runFinder == runsMaskAsm
-	classMasks(data[:full], s.masks, asm)
+	classMasks(data[:full], ms, asm)
 	if full < len(data) {
 		var tail [64]byte
 		copy(tail[:], data[full:])
-		classMasks(tail[:], s.masks[full/64*maskStride:], asm)
+		classMasks(tail[:], ms[full/64*maskStride:], asm)
 	}
-	clear(s.masks[nblk*maskStride:])
+	clear(ms[nblk*maskStride:])
 	return nblk
+}
+
+// maskRange returns the mask bits of slot k for data[st:e] (e-st <= 64),
+// low bit first, from the masks of layer.
+func (s *Scanner) maskRange(layer, k, st, e int) uint64 {
+	ms := s.masks[layer]
+	blk, i := st/64, uint(st%64)
+	v := ms[blk*maskStride+k] >> i
+	if i != 0 {
+		v |= ms[(blk+1)*maskStride+k] << (64 - i)
+	}
+	if n := uint(e - st); n < 64 {
+		v &= 1<<n - 1
+	}
+	return v
+}
+
+// hexUpper reports, from the masks of layer, whether data[st:e] is all of
+// the hex class (what normalize case-folds) and whether it has an A-F.
+func (s *Scanner) hexUpper(layer, st, e int) (hexsep, upper bool) {
+	for ; st < e; st += 64 {
+		n := min(e-st, 64)
+		all := ^uint64(0) >> (64 - n)
+		if s.maskRange(layer, clsHexSep, st, st+n) != all {
+			return false, false
+		}
+		upper = upper || s.maskRange(layer, maskUpper, st, st+n) != 0
+	}
+	return true, upper
 }
 
 // maxMaskRun is the longest minRun maskRuns finds from the masks: the
@@ -160,8 +205,8 @@ func longStarts(lo, hi uint64, L int) uint64 {
 // that is not in the class. Branches are taken per long run, not per
 // byte or per short run.
 func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
-	nblk := s.buildMasks(data)
-	ms := s.masks
+	nblk := s.buildMasks(data, layer)
+	ms := s.masks[layer]
 	for c := 0; c < numRunClasses; c++ {
 		L := s.idx.minRun[c]
 		if L == 0 || mask&(1<<c) == 0 {

@@ -5,25 +5,25 @@ import "golang.org/x/sys/cpu"
 // hasMaskAsm: the AVX-512 VBMI kernel can run here.
 var hasMaskAsm = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VBMI
 
-// maskConsts is the kernel's constant block: the classes of bytes 0..127
-// (bytes >= 0x80 are text only), then one 64-byte vector per class filled
-// with that class's bit, then a vector of the classes of bytes >= 0x80.
-var maskConsts = func() (t [128 + 64*numRunClasses + 64]byte) {
-	copy(t[:128], lut[:128])
-	for c := 0; c < numRunClasses; c++ {
+// maskConsts is the kernel's constant block: the mask bits of bytes
+// 0..127 (bytes >= 0x80 are text only), then one 64-byte vector per mask
+// slot filled with that slot's bit, then a vector of the bits of bytes >= 0x80.
+var maskConsts = func() (t [128 + 64*maskStride + 64]byte) {
+	copy(t[:128], maskBits[:128])
+	for c := 0; c < maskStride; c++ {
 		for i := 0; i < 64; i++ {
 			t[128+64*c+i] = 1 << c
 		}
 	}
 	for i := 0; i < 64; i++ {
-		t[128+64*numRunClasses+i] = lut[0x80]
+		t[128+64*maskStride+i] = maskBits[0x80]
 	}
 	return t
 }()
 
 func init() {
 	for b := 0x80; b < 256; b++ {
-		if lut[b] != lut[0x80] {
+		if maskBits[b] != maskBits[0x80] {
 			panic("ident: the mask kernel assumes all bytes >= 0x80 share one class set")
 		}
 	}

@@ -4,8 +4,8 @@
 //
 // Per 64-byte block: VPERMI2B looks up the classes of bytes 0..127 in the
 // two-register table (index bit 7 is ignored), bytes with bit 7 set are
-// overwritten with the high-byte class set, and one VPTESTMB per class
-// yields that class's 64-bit mask.
+// overwritten with the high-byte class set, and one VPTESTMB per mask
+// slot yields that slot's 64-bit mask.
 TEXT ·classMasksVBMI(SB), NOSPLIT, $0-32
 	MOVQ data+0(FP), SI
 	MOVQ nblk+8(FP), CX
@@ -20,7 +20,8 @@ TEXT ·classMasksVBMI(SB), NOSPLIT, $0-32
 	VMOVDQU64 384(AX), Z14
 	VMOVDQU64 448(AX), Z15
 	VMOVDQU64 512(AX), Z16
-	VMOVDQU64 576(AX), Z3
+	VMOVDQU64 576(AX), Z17
+	VMOVDQU64 640(AX), Z3
 	TESTQ CX, CX
 	JLE   done
 
@@ -50,6 +51,9 @@ loop:
 	VPTESTMB  Z16, Z0, K2
 	KMOVQ     K2, R8
 	MOVQ      R8, 48(DI)
+	VPTESTMB  Z17, Z0, K2
+	KMOVQ     K2, R8
+	MOVQ      R8, 56(DI)
 	ADDQ      $64, SI
 	ADDQ      $64, DI
 	DECQ      CX

@@ -15,6 +15,9 @@ func naiveMasks(data []byte) []uint64 {
 				out[i/64*maskStride+c] |= 1 << (i % 64)
 			}
 		}
+		if b >= 'A' && b <= 'F' {
+			out[i/64*maskStride+maskUpper] |= 1 << (i % 64)
+		}
 	}
 	return out
 }
@@ -56,7 +59,7 @@ func TestClassMasks(t *testing.T) {
 			got := make([]uint64, len(want))
 			classMasks(in, got, f == runsMaskAsm)
 			for i := range want {
-				if i%maskStride < numRunClasses && got[i] != want[i] {
+				if got[i] != want[i] {
 					t.Fatalf("finder %d block %d class %d: got %064b want %064b", f, i/maskStride, i%maskStride, got[i], want[i])
 				}
 			}
@@ -163,6 +166,43 @@ func TestRunFindersEqualReference(t *testing.T) {
 			for _, f := range runFinders() {
 				if got := collectRuns(sc, f, d); !slices.Equal(got, want) {
 					t.Fatalf("finder %d on %q:\ngot  %v\nwant %v", f, d, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestHexUpper: the mask answers probe uses agree with the byte loop they
+// replace, for ranges of every length and alignment, across blocks.
+func TestHexUpper(t *testing.T) {
+	idx, _ := edgeIndex(t)
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, f := range []runFinder{runsMaskGo, runsMaskAsm} {
+		if f == runsMaskAsm && !hasMaskAsm {
+			continue
+		}
+		sc := idx.NewScanner()
+		sc.runFinder = f
+		for k := 0; k < 300; k++ {
+			d := make([]byte, 1+rng.IntN(300))
+			for i := range d {
+				d[i] = "0123456789abcdefABCDEF:.-xZ+"[rng.IntN(28-k%20)]
+			}
+			layer := k % (maxLayers + 1)
+			sc.buildMasks(d, layer)
+			for j := 0; j < 50; j++ {
+				st := rng.IntN(len(d))
+				e := st + rng.IntN(len(d)-st+1)
+				wantHex, wantUp := true, false
+				for _, b := range d[st:e] {
+					wantHex = wantHex && lut[b]&(1<<clsHexSep) != 0
+					wantUp = wantUp || b >= 'A' && b <= 'F'
+				}
+				if !wantHex {
+					wantUp = false
+				}
+				if h, u := sc.hexUpper(layer, st, e); h != wantHex || u != wantUp {
+					t.Fatalf("finder %d %q[%d:%d]: got %v %v want %v %v", f, d, st, e, h, u, wantHex, wantUp)
 				}
 			}
 		}

@@ -128,8 +128,9 @@ type Scanner struct {
 	pool []*flowpb.IdentifierMatch
 	used int
 
-	// masks holds the class bitmasks of the layer being walked (maskRuns).
-	masks []uint64
+	// masks holds the class bitmasks of each layer's data (maskRuns); a
+	// layer's stay valid while deeper layers are scanned.
+	masks [maxLayers + 1][]uint64
 	// runFinder selects how maximal runs are found: from class bitmasks
 	// (built with AVX-512 VBMI or in pure Go) or by sampling. Tests set it
 	// to check every finder against the reference.
@@ -440,13 +441,19 @@ func (s *Scanner) probe(data []byte, st, e, layer int) {
 	// non-hex byte, and hash the input in place otherwise. For hex-class
 	// bytes OR 0x20 is exactly the case fold, so the filter key of a
 	// hex-class candidate is its folded first and last 8 bytes.
-	upper, hexsep := false, true
-	for _, b := range cand {
-		if lut[b]&(1<<clsHexSep) == 0 {
-			upper, hexsep = false, false
-			break
+	var upper, hexsep bool
+	if s.runFinder == runsSample {
+		upper, hexsep = false, true
+		for _, b := range cand {
+			if lut[b]&(1<<clsHexSep) == 0 {
+				upper, hexsep = false, false
+				break
+			}
+			upper = upper || b >= 'A' && b <= 'F'
 		}
-		upper = upper || b >= 'A' && b <= 'F'
+	} else {
+		// maskRuns built this layer's masks: read both answers off them.
+		hexsep, upper = s.hexUpper(layer, st, e)
 	}
 	if n := len(cand); n >= 8 && s.idx.probeFilter != nil {
 		var fold uint64
@@ -476,10 +483,10 @@ func (s *Scanner) probe(data []byte, st, e, layer int) {
 func (s *Scanner) lookup(h uint64, off, n, layer int, upper bool, win []byte) {
 	x := s.idx
 	i := h & x.mask
+	// The window's classes are only needed on a key match, which most
+	// window lookups (filter false positives) never reach.
 	var winCls uint8
-	if win != nil {
-		winCls = classesOf(win)
-	}
+	clsDone := false
 	for {
 		k := x.keys[i]
 		if k == 0 {
@@ -489,6 +496,9 @@ func (s *Scanner) lookup(h uint64, off, n, layer int, upper bool, win []byte) {
 			o := x.vals[i]
 			f := ownerForm_(o)
 			if win != nil {
+				if !clsDone {
+					winCls, clsDone = classesOf(win), true
+				}
 				if _, ok := windowClass(f, winCls, n); !ok {
 					i = (i + 1) & x.mask
 					continue
