@@ -243,3 +243,25 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 		}
 	}
 }
+
+// textRun returns the maximal text-class run [i, j) holding data[t] (a
+// text byte), from the masks of layer.
+func (s *Scanner) textRun(layer, t int) (i, j int) {
+	ms := s.masks[layer]
+	blk, b := t/64, uint(t%64)
+	z := ^ms[blk*maskStride+clsText] & (1<<b - 1) // non-text bytes below t
+	for z == 0 && blk > 0 {
+		blk--
+		z = ^ms[blk*maskStride+clsText]
+	}
+	if z != 0 {
+		i = blk*64 + 64 - bits.LeadingZeros64(z)
+	}
+	blk = t / 64
+	z = ^ms[blk*maskStride+clsText] &^ (2<<b - 1) // non-text bytes above t
+	for z == 0 {
+		blk++ // the zero block after the data ends the run
+		z = ^ms[blk*maskStride+clsText]
+	}
+	return i, blk*64 + bits.TrailingZeros64(z)
+}

@@ -208,3 +208,78 @@ func TestHexUpper(t *testing.T) {
 		}
 	}
 }
+
+// looksBinaryRef is the byte loop looksBinary replaces.
+func looksBinaryRef(b []byte) bool {
+	if len(b) > 128 {
+		b = b[:128]
+	}
+	bin := 0
+	for _, c := range b {
+		if (c < 0x20 && c != '\n' && c != '\r' && c != '\t') || c >= 0x7f {
+			bin++
+		}
+	}
+	return bin*8 > len(b)
+}
+
+func TestLooksBinary(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	var all [256]byte
+	for i := range all {
+		all[i] = byte(i)
+	}
+	for k := 0; k < 20000; k++ {
+		d := make([]byte, rng.IntN(200))
+		p := rng.IntN(40) // share of odd bytes
+		for i := range d {
+			if rng.IntN(100) < p {
+				d[i] = all[rng.IntN(256)]
+			} else {
+				const pool = " \t\r\n~}azAZ09\x7f\x1f\x20\x80\xff\x00\x08\x0b\x0c\x0e"
+				d[i] = pool[rng.IntN(len(pool))]
+			}
+		}
+		if got, want := looksBinary(d), looksBinaryRef(d); got != want {
+			t.Fatalf("%q: got %v want %v", d, got, want)
+		}
+	}
+}
+
+// TestTextRun: the mask-derived text segment equals the byte walk's.
+func TestTextRun(t *testing.T) {
+	idx, _ := edgeIndex(t)
+	rng := rand.New(rand.NewPCG(17, 18))
+	for _, f := range []runFinder{runsMaskGo, runsMaskAsm} {
+		if f == runsMaskAsm && !hasMaskAsm {
+			continue
+		}
+		sc := idx.NewScanner()
+		sc.runFinder = f
+		for k := 0; k < 500; k++ {
+			d := make([]byte, 1+rng.IntN(400))
+			for i := range d {
+				d[i] = "ab+%1 &=\"x"[rng.IntN(10)]
+				if rng.IntN(3) == 0 {
+					d[i] = 'q' // long text runs across blocks
+				}
+			}
+			sc.buildMasks(d, 1)
+			for t0 := range d {
+				if lut[d[t0]]&(1<<clsText) == 0 {
+					continue
+				}
+				i, j := t0, t0
+				for i > 0 && lut[d[i-1]]&(1<<clsText) != 0 {
+					i--
+				}
+				for j < len(d) && lut[d[j]]&(1<<clsText) != 0 {
+					j++
+				}
+				if gi, gj := sc.textRun(1, t0); gi != i || gj != j {
+					t.Fatalf("finder %d %q at %d: got [%d,%d) want [%d,%d)", f, d, t0, gi, gj, i, j)
+				}
+			}
+		}
+	}
+}

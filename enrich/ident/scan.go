@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"io"
+	"math/bits"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
@@ -568,8 +569,22 @@ func looksBinary(b []byte) bool {
 	if len(b) > 128 {
 		b = b[:128]
 	}
-	bin := 0
-	for _, c := range b {
+	// Eight bytes at a time: each test leaves bit 7 of a byte set where
+	// it holds; all are exact per byte (no carry crosses a byte).
+	const lo7, hi = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	eq := func(v, c uint64) uint64 { // bytes of v equal to c
+		y := v ^ c*0x0101010101010101
+		return ^((y&lo7 + lo7) | y) & hi
+	}
+	bin, i := 0, 0
+	for ; i+8 <= len(b); i += 8 {
+		v := le64(b[i:])
+		t := v & lo7
+		odd := v&hi | ^(t+0x6060606060606060)&hi | (t+0x0101010101010101)&hi // >= 0x80, < 0x20, == 0x7f
+		odd &^= eq(v, '\n') | eq(v, '\r') | eq(v, '\t')
+		bin += bits.OnesCount64(odd)
+	}
+	for _, c := range b[i:] {
 		if (c < 0x20 && c != '\n' && c != '\r' && c != '\t') || c >= 0x7f {
 			bin++
 		}
@@ -703,6 +718,10 @@ func (s *Scanner) urlSegments(data []byte, next int) {
 // probed if its length, trimmed of spaces, is an indexed text length.
 func (s *Scanner) urlSegmentsFast(data []byte, next int) {
 	plusOK := s.idx.spaceForms
+	// With masks, segment bounds come from the text mask of data's layer
+	// and the escape tests from IndexByte instead of a walk byte by byte.
+	layer := next - 1
+	masks := s.runFinder != runsSample
 	pos := 0
 	nextPct, nextPlus := -1, -1 // next '%' / '+' at or after pos; -1: search again
 	for pos < len(data) {
@@ -722,20 +741,26 @@ func (s *Scanner) urlSegmentsFast(data []byte, next int) {
 		// The segment around the trigger: the maximal text run holding it
 		// ('%' and '+' are text bytes). pos is always at a segment start or
 		// past a non-text byte, so walking back stops at or after pos.
-		i := t
-		for i > pos && lut[data[i-1]]&(1<<clsText) != 0 {
-			i--
-		}
-		j := i
-		pct, plus := false, false
-		for j < len(data) && lut[data[j]]&(1<<clsText) != 0 {
-			switch c := data[j]; {
-			case c == '+':
-				plus = plusOK
-			case c == '%' && j+2 < len(data) && isHexByte(data[j+1]) && isHexByte(data[j+2]):
-				pct = true
+		var i, j int
+		var pct, plus bool
+		if masks {
+			i, j = s.textRun(layer, t)
+			pct, plus = hasEscape(data, i, j), plusOK && bytes.IndexByte(data[i:j], '+') >= 0
+		} else {
+			i = t
+			for i > pos && lut[data[i-1]]&(1<<clsText) != 0 {
+				i--
 			}
-			j++
+			j = i
+			for j < len(data) && lut[data[j]]&(1<<clsText) != 0 {
+				switch c := data[j]; {
+				case c == '+':
+					plus = plusOK
+				case c == '%' && j+2 < len(data) && isHexByte(data[j+1]) && isHexByte(data[j+2]):
+					pct = true
+				}
+				j++
+			}
 		}
 		pos = j
 		if !(pct || plus) || j-i < minForm {
@@ -753,6 +778,23 @@ func (s *Scanner) urlSegmentsFast(data []byte, next int) {
 			}
 		}
 	}
+}
+
+// hasEscape reports whether data[i:j] holds a '%' followed by two hex
+// digits (which may lie past j, as in urlSegments).
+func hasEscape(data []byte, i, j int) bool {
+	for i < j {
+		k := bytes.IndexByte(data[i:j], '%')
+		if k < 0 {
+			return false
+		}
+		k += i
+		if k+2 < len(data) && isHexByte(data[k+1]) && isHexByte(data[k+2]) {
+			return true
+		}
+		i = k + 1
+	}
+	return false
 }
 
 // plusSegmentCanMatch reports whether the '+'-decoded seg could hold a text
