@@ -145,52 +145,73 @@ func (s *Scanner) hexUpper(layer, st, e int) (hexsep, upper bool) {
 	return true, upper
 }
 
-// maxMaskRun is the longest minRun maskRuns finds from the masks: the
-// start test of a block looks at most one block ahead.
-const maxMaskRun = 65
+// maxMaskRun is the longest minRun maskRuns finds from the masks (the
+// start test of a block looks one block ahead, in doubling steps of at
+// most 32); classes with longer ones are sampled.
+const maxMaskRun = 63
 
-// longStarts returns the bits i of lo where bits i..i+L-1 of the 128-bit
-// value hi:lo are all set (1 <= L <= maxMaskRun): positions where a run of
-// at least L bytes of the class starts or goes on.
-func longStarts(lo, hi uint64, L int) uint64 {
-	// Doubling with constant shifts (L is fixed per class, so the tests
-	// are predicted): after the step of k, bit i means i..i+2k-1 are set.
-	k := 1
-	if L >= 2 {
-		lo &= lo>>1 | hi<<63
-		hi &= hi >> 1
-		k = 2
+// longStarts writes to out[blk], for the nblk blocks of masks ms, the bits
+// i where bytes i..i+L-1 of the block and its successor are all in class
+// c (1 <= L <= maxMaskRun): positions where a run of at least L bytes
+// starts or goes on. Doubling steps: after the step of k, bit i means
+// i..i+2k-1 are set; one more shift by L-2k (< 2k) finishes. One loop per range
+// of L keeps the shifts constant and the loop body free of branches.
+func longStarts(ms []uint64, c, nblk, L int, out []uint64) {
+	out = out[:nblk]
+	step := func(lo, hi uint64, k uint) (uint64, uint64) {
+		return lo & (lo>>k | hi<<(64-k)), hi & (hi >> k)
 	}
-	if L >= 4 {
-		lo &= lo>>2 | hi<<62
-		hi &= hi >> 2
-		k = 4
+	switch {
+	case L < 2:
+		for blk := range out {
+			out[blk] = ms[blk*maskStride+c]
+		}
+	case L < 4:
+		d := uint(L-2) & 63
+		for blk := range out {
+			lo, hi := ms[blk*maskStride+c], ms[(blk+1)*maskStride+c]
+			lo, hi = step(lo, hi, 1)
+			out[blk] = lo & (lo>>d | hi<<((64-d)&63))
+		}
+	case L < 8:
+		d := uint(L-4) & 63
+		for blk := range out {
+			lo, hi := ms[blk*maskStride+c], ms[(blk+1)*maskStride+c]
+			lo, hi = step(lo, hi, 1)
+			lo, hi = step(lo, hi, 2)
+			out[blk] = lo & (lo>>d | hi<<((64-d)&63))
+		}
+	case L < 16:
+		d := uint(L-8) & 63
+		for blk := range out {
+			lo, hi := ms[blk*maskStride+c], ms[(blk+1)*maskStride+c]
+			lo, hi = step(lo, hi, 1)
+			lo, hi = step(lo, hi, 2)
+			lo, hi = step(lo, hi, 4)
+			out[blk] = lo & (lo>>d | hi<<((64-d)&63))
+		}
+	case L < 32:
+		d := uint(L-16) & 63
+		for blk := range out {
+			lo, hi := ms[blk*maskStride+c], ms[(blk+1)*maskStride+c]
+			lo, hi = step(lo, hi, 1)
+			lo, hi = step(lo, hi, 2)
+			lo, hi = step(lo, hi, 4)
+			lo, hi = step(lo, hi, 8)
+			out[blk] = lo & (lo>>d | hi<<((64-d)&63))
+		}
+	default:
+		d := uint(L-32) & 63
+		for blk := range out {
+			lo, hi := ms[blk*maskStride+c], ms[(blk+1)*maskStride+c]
+			lo, hi = step(lo, hi, 1)
+			lo, hi = step(lo, hi, 2)
+			lo, hi = step(lo, hi, 4)
+			lo, hi = step(lo, hi, 8)
+			lo, hi = step(lo, hi, 16)
+			out[blk] = lo & (lo>>d | hi<<((64-d)&63))
+		}
 	}
-	if L >= 8 {
-		lo &= lo>>4 | hi<<60
-		hi &= hi >> 4
-		k = 8
-	}
-	if L >= 16 {
-		lo &= lo>>8 | hi<<56
-		hi &= hi >> 8
-		k = 16
-	}
-	if L >= 32 {
-		lo &= lo>>16 | hi<<48
-		hi &= hi >> 16
-		k = 32
-	}
-	if L >= 64 {
-		lo &= lo>>32 | hi<<32
-		hi &= hi >> 32
-		k = 64
-	}
-	if d := uint(L - k); d > 0 {
-		// 0 < d < k <= 64
-		lo &= lo>>(d&63) | hi<<((64-d)&63)
-	}
-	return lo
 }
 
 // maskRuns calls run for every maximal run of each class in mask that is
@@ -207,6 +228,10 @@ func longStarts(lo, hi uint64, L int) uint64 {
 func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 	nblk := s.buildMasks(data, layer)
 	ms := s.masks[layer]
+	if cap(s.starts) < nblk {
+		s.starts = make([]uint64, nblk)
+	}
+	as := s.starts[:nblk]
 	for c := 0; c < numRunClasses; c++ {
 		L := s.idx.minRun[c]
 		if L == 0 || mask&(1<<c) == 0 {
@@ -216,16 +241,16 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 			s.sampleClass(data, c, layer)
 			continue
 		}
+		longStarts(ms, c, nblk, L, as)
 		var prev uint64 // longStarts of the previous block
-		for blk := 0; blk < nblk; blk++ {
-			m := ms[blk*maskStride+c]
-			a := longStarts(m, ms[(blk+1)*maskStride+c], L)
+		for blk, a := range as {
 			starts := a &^ (a<<1 | prev>>63)
 			prev = a
 			for starts != 0 {
 				i := bits.TrailingZeros64(starts)
 				starts &= starts - 1
 				st := blk*64 + i
+				m := ms[blk*maskStride+c]
 				var e int
 				if t := bits.TrailingZeros64(^(m >> i)); i+t < 64 {
 					e = st + t

@@ -95,7 +95,11 @@ func TestLongStarts(t *testing.T) {
 				want |= 1 << i
 			}
 		}
-		if got := longStarts(lo, hi, L); got != want {
+		ms := make([]uint64, 2*maskStride)
+		ms[clsWord], ms[maskStride+clsWord] = lo, hi
+		var out [1]uint64
+		longStarts(ms, clsWord, 1, L, out[:])
+		if got := out[0]; got != want {
 			t.Fatalf("longStarts(%064b, %064b, %d) = %064b, want %064b", lo, hi, L, got, want)
 		}
 	}
