@@ -228,10 +228,20 @@ func longStarts(ms []uint64, c, nblk, L int, out []uint64) {
 func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 	nblk := s.buildMasks(data, layer)
 	ms := s.masks[layer]
-	if cap(s.starts) < nblk {
-		s.starts = make([]uint64, nblk)
+	// asm: one kernel call computes every class's longStarts, block-major
+	// (as[blk*maskStride+c]); otherwise one class at a time (as[blk]).
+	asm := s.runFinder == runsMaskAsm
+	need := nblk
+	if asm {
+		need = nblk * maskStride
 	}
-	as := s.starts[:nblk]
+	if cap(s.starts) < need {
+		s.starts = make([]uint64, need)
+	}
+	as := s.starts[:need]
+	if asm {
+		longStartsAll(ms, nblk, as, &s.idx.startParams)
+	}
 	for c := 0; c < numRunClasses; c++ {
 		L := s.idx.minRun[c]
 		if L == 0 || mask&(1<<c) == 0 {
@@ -241,9 +251,15 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 			s.sampleClass(data, c, layer)
 			continue
 		}
-		longStarts(ms, c, nblk, L, as)
+		stride, off := 1, 0
+		if asm {
+			stride, off = maskStride, c
+		} else {
+			longStarts(ms, c, nblk, L, as)
+		}
 		var prev uint64 // longStarts of the previous block
-		for blk, a := range as {
+		for blk := 0; blk < nblk; blk++ {
+			a := as[blk*stride+off]
 			starts := a &^ (a<<1 | prev>>63)
 			prev = a
 			for starts != 0 {
@@ -267,6 +283,32 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 			}
 		}
 	}
+}
+
+// startParams are the per-class constants of the longStarts kernel, lane
+// c for class c: the final shift d = L - 2^steps, 64 - d, and for each
+// doubling step k = 1, 2, 4, 8, 16 the lanes whose L >= 2k take it.
+// Lanes of classes without a usable minRun compute values nobody reads.
+type startParams [2*maskStride + 5]uint64
+
+func newStartParams(minRun *[numRunClasses]int) (p startParams) {
+	for c := 0; c < numRunClasses; c++ {
+		L := minRun[c]
+		if L < 1 || L > maxMaskRun {
+			L = 1
+		}
+		k := 1
+		for st := 0; st < 5; st++ {
+			if L >= 2*k {
+				p[2*maskStride+st] |= 1 << c
+				k *= 2
+			}
+		}
+		p[c] = uint64(L - k)
+		p[maskStride+c] = uint64(64 - (L - k))
+	}
+	p[maskStride+maskUpper] = 64 // unused lane: d = 0
+	return p
 }
 
 // textRun returns the maximal text-class run [i, j) holding data[t] (a

@@ -46,3 +46,18 @@ func classMasks(data []byte, out []uint64, asm bool) {
 	_ = out[nblk*maskStride-1]
 	classMasksVBMI(&data[0], nblk, &out[0], &maskConsts[0])
 }
+
+// longStartsVBMI is longStarts for all classes of nblk blocks at once, one
+// class per 64-bit lane, writing out[blk*maskStride+c].
+//
+//go:noescape
+func longStartsVBMI(ms *uint64, nblk int, out *uint64, p *startParams)
+
+func longStartsAll(ms []uint64, nblk int, out []uint64, p *startParams) {
+	if nblk == 0 {
+		return
+	}
+	_ = ms[(nblk+1)*maskStride-1]
+	_ = out[nblk*maskStride-1]
+	longStartsVBMI(&ms[0], nblk, &out[0], p)
+}

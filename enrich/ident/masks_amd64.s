@@ -62,3 +62,77 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+// func longStartsVBMI(ms *uint64, nblk int, out *uint64, p *startParams)
+//
+// Z0 = a block's eight masks (lo), Z1 = the next block's (hi). A doubling
+// step by k, in the lanes of its K mask: lo &= lo>>k | hi<<(64-k),
+// hi &= hi>>k. Then lo &= lo>>d | hi<<(64-d) with per-lane d.
+TEXT ·longStartsVBMI(SB), NOSPLIT, $0-32
+	MOVQ ms+0(FP), SI
+	MOVQ nblk+8(FP), CX
+	MOVQ out+16(FP), DI
+	MOVQ p+24(FP), AX
+	VMOVDQU64 0(AX), Z8
+	VMOVDQU64 64(AX), Z9
+	KMOVW     128(AX), K1
+	KMOVW     136(AX), K2
+	KMOVW     144(AX), K3
+	KMOVW     152(AX), K4
+	KMOVW     160(AX), K5
+	TESTQ CX, CX
+	JLE   ldone
+
+lloop:
+	VMOVDQU64 0(SI), Z0
+	VMOVDQU64 64(SI), Z1
+
+	VPSRLQ $1, Z0, Z2
+	VPSLLQ $63, Z1, Z3
+	VPORQ  Z3, Z2, Z2
+	VPANDQ Z2, Z0, K1, Z0
+	VPSRLQ $1, Z1, Z3
+	VPANDQ Z3, Z1, K1, Z1
+
+	VPSRLQ $2, Z0, Z2
+	VPSLLQ $62, Z1, Z3
+	VPORQ  Z3, Z2, Z2
+	VPANDQ Z2, Z0, K2, Z0
+	VPSRLQ $2, Z1, Z3
+	VPANDQ Z3, Z1, K2, Z1
+
+	VPSRLQ $4, Z0, Z2
+	VPSLLQ $60, Z1, Z3
+	VPORQ  Z3, Z2, Z2
+	VPANDQ Z2, Z0, K3, Z0
+	VPSRLQ $4, Z1, Z3
+	VPANDQ Z3, Z1, K3, Z1
+
+	VPSRLQ $8, Z0, Z2
+	VPSLLQ $56, Z1, Z3
+	VPORQ  Z3, Z2, Z2
+	VPANDQ Z2, Z0, K4, Z0
+	VPSRLQ $8, Z1, Z3
+	VPANDQ Z3, Z1, K4, Z1
+
+	VPSRLQ $16, Z0, Z2
+	VPSLLQ $48, Z1, Z3
+	VPORQ  Z3, Z2, Z2
+	VPANDQ Z2, Z0, K5, Z0
+	VPSRLQ $16, Z1, Z3
+	VPANDQ Z3, Z1, K5, Z1
+
+	VPSRLVQ Z8, Z0, Z2
+	VPSLLVQ Z9, Z1, Z3
+	VPORQ   Z3, Z2, Z2
+	VPANDQ  Z2, Z0, Z0
+	VMOVDQU64 Z0, 0(DI)
+
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  lloop
+
+ldone:
+	VZEROUPPER
+	RET

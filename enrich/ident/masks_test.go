@@ -142,6 +142,9 @@ func TestRunFindersEqualReference(t *testing.T) {
 	long.minRun[clsText] = 90 // past maxMaskRun: sampled
 	long.minRun[clsWord] = 64
 	long.minRun[clsHex] = 1
+	long.minRun[clsAlnum] = maxMaskRun
+	long.minRun[clsDigit] = 3
+	long.startParams = newStartParams(&long.minRun)
 	alphas := []string{alphaDigits, alphaHex, alphaHexUp + ":-.", alphaB64, alphaText, "abcXYZ019._%+@-",
 		"\"&=;,{}[]", "\x00\x01\xff\x80 "}
 	rng := rand.New(rand.NewPCG(9, 10))
@@ -282,6 +285,41 @@ func TestTextRun(t *testing.T) {
 				}
 				if gi, gj := sc.textRun(1, t0); gi != i || gj != j {
 					t.Fatalf("finder %d %q at %d: got [%d,%d) want [%d,%d)", f, d, t0, gi, gj, i, j)
+				}
+			}
+		}
+	}
+}
+
+// TestLongStartsKernel: the all-classes kernel equals the per-class Go
+// longStarts for random masks and every minRun from 1 to maxMaskRun.
+func TestLongStartsKernel(t *testing.T) {
+	if !hasMaskAsm {
+		t.Skip("no AVX-512 VBMI: the kernel is never used here")
+	}
+	rng := rand.New(rand.NewPCG(19, 20))
+	for k := 0; k < 3000; k++ {
+		nblk := 1 + rng.IntN(6)
+		ms := make([]uint64, (nblk+1)*maskStride)
+		for i := range ms[:nblk*maskStride] {
+			ms[i] = rng.Uint64() | rng.Uint64() | rng.Uint64()
+			if rng.IntN(4) == 0 {
+				ms[i] = ^uint64(0)
+			}
+		}
+		var minRun [numRunClasses]int
+		for c := range minRun {
+			minRun[c] = 1 + rng.IntN(maxMaskRun)
+		}
+		p := newStartParams(&minRun)
+		got := make([]uint64, nblk*maskStride)
+		longStartsAll(ms, nblk, got, &p)
+		want := make([]uint64, nblk)
+		for c, L := range minRun {
+			longStarts(ms, c, nblk, L, want)
+			for blk := range want {
+				if got[blk*maskStride+c] != want[blk] {
+					t.Fatalf("class %d L %d block %d: got %064b want %064b", c, L, blk, got[blk*maskStride+c], want[blk])
 				}
 			}
 		}
