@@ -7,15 +7,11 @@ package ident
 //
 // One pass per class, sampling every minRun-th byte: a run at least minRun
 // long must contain a sampled position, so bytes outside qualifying runs
-// are mostly never looked at (a Boyer-Moore-style skip). Measured against
-// a single pass tracking all classes at once (class changes cost
-// mispredicted branches at every letter past 'f' and every punctuation
-// mark), against 64-byte class bitmasks (building the masks alone costs
-// more than sampling skips) and against a branch-free pass computing the
-// classes shared by each aligned 4-byte chunk (a 64 KiB two-byte table)
-// with 64-bit tests over eight chunks at a time and walks shared by all
-// classes (no faster on JSON, 10-20 % slower on headers and binary):
-// sampling won on headers, JSON and binary alike.
+// are mostly never looked at (a Boyer-Moore-style skip). It was the
+// scanner's finder until maskRuns (masks.go), which beats it by ~1.5x on
+// headers and JSON even with the masks built in pure Go (a byte-at-a-time
+// mask build had lost to it); it remains for classes whose minRun is too
+// long for the masks and as a finder the tests compare with the others.
 func (s *Scanner) sampleRuns(data []byte, layer int, mask uint8) {
 	for c := 0; c < numRunClasses; c++ {
 		if s.idx.minRun[c] == 0 || mask&(1<<c) == 0 {
