@@ -76,6 +76,8 @@ type Index struct {
 	pfshift     uint
 	// minRun is the shortest run of each class worth looking at (0: none).
 	minRun [numRunClasses]int
+	// startParams drive the longStarts kernel (from minRun).
+	startParams startParams
 
 	pool sync.Pool
 }
@@ -331,6 +333,7 @@ func (b *Builder) Build() *Index {
 		}
 		idx.minRun[c] = m
 	}
+	idx.startParams = newStartParams(&idx.minRun)
 	idx.pool.New = func() any { return idx.NewScanner() }
 	return idx
 }

@@ -7,46 +7,47 @@ package ident
 //
 // One pass per class, sampling every minRun-th byte: a run at least minRun
 // long must contain a sampled position, so bytes outside qualifying runs
-// are mostly never looked at (a Boyer-Moore-style skip). Measured against
-// a single pass tracking all classes at once (class changes cost
-// mispredicted branches at every letter past 'f' and every punctuation
-// mark), against 64-byte class bitmasks (building the masks alone costs
-// more than sampling skips) and against a branch-free pass computing the
-// classes shared by each aligned 4-byte chunk (a 64 KiB two-byte table)
-// with 64-bit tests over eight chunks at a time and walks shared by all
-// classes (no faster on JSON, 10-20 % slower on headers and binary):
-// sampling won on headers, JSON and binary alike.
+// are mostly never looked at (a Boyer-Moore-style skip). It was the
+// scanner's finder until maskRuns (masks.go), which beats it by ~1.5x on
+// headers and JSON even with the masks built in pure Go (a byte-at-a-time
+// mask build had lost to it); it remains for classes whose minRun is too
+// long for the masks and as a finder the tests compare with the others.
 func (s *Scanner) sampleRuns(data []byte, layer int, mask uint8) {
-	n := len(data)
 	for c := 0; c < numRunClasses; c++ {
-		L := s.idx.minRun[c]
-		if L == 0 || mask&(1<<c) == 0 {
+		if s.idx.minRun[c] == 0 || mask&(1<<c) == 0 {
 			continue
 		}
-		bit := uint8(1) << c
-		for p := L - 1; p < n; {
-			if lut[data[p]]&bit == 0 {
-				p += L
-				continue
-			}
-			e := p + 1
-			for e < n && lut[data[e]]&bit != 0 {
-				e++
-			}
-			// The run [st, e) is long enough iff st <= e-L, which needs
-			// data[e-L] in the class: most short runs (JSON keys, words)
-			// are dismissed by that one byte without walking back.
-			if q := e - L; q >= 0 && lut[data[q]]&bit != 0 {
-				st := p
-				for st > 0 && lut[data[st-1]]&bit != 0 {
-					st--
-				}
-				if e-st >= L {
-					s.run(data, c, st, e, layer)
-				}
-			}
-			p = e + L
+		s.sampleClass(data, c, layer)
+	}
+}
+
+// sampleClass is sampleRuns for one class.
+func (s *Scanner) sampleClass(data []byte, c, layer int) {
+	n := len(data)
+	L := s.idx.minRun[c]
+	bit := uint8(1) << c
+	for p := L - 1; p < n; {
+		if lut[data[p]]&bit == 0 {
+			p += L
+			continue
 		}
+		e := p + 1
+		for e < n && lut[data[e]]&bit != 0 {
+			e++
+		}
+		// The run [st, e) is long enough iff st <= e-L, which needs
+		// data[e-L] in the class: most short runs (JSON keys, words)
+		// are dismissed by that one byte without walking back.
+		if q := e - L; q >= 0 && lut[data[q]]&bit != 0 {
+			st := p
+			for st > 0 && lut[data[st-1]]&bit != 0 {
+				st--
+			}
+			if e-st >= L {
+				s.run(data, c, st, e, layer)
+			}
+		}
+		p = e + L
 	}
 }
 

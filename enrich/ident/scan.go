@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"io"
+	"math/bits"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
@@ -128,6 +129,17 @@ type Scanner struct {
 	pool []*flowpb.IdentifierMatch
 	used int
 
+	// masks holds the class bitmasks of each layer's data (maskRuns); a
+	// layer's stay valid while deeper layers are scanned.
+	masks  [maxLayers + 1][]uint64
+	starts []uint64 // one class's longStarts per block (maskRuns)
+	// runFinder selects how maximal runs are found: from class bitmasks
+	// (built with AVX-512 VBMI or in pure Go) or by sampling. Tests set it
+	// to check every finder against the reference.
+	runFinder runFinder
+	// runHook, if set (tests), receives every run instead of run.
+	runHook func(c, st, e int)
+
 	hdrField map[string]string
 	target   *flowpb.Enrichment
 	emitFn   func(*flowpb.IdentifierMatch)
@@ -145,7 +157,7 @@ const maxLayers = 3
 
 // NewScanner returns scanning state for one worker goroutine.
 func (x *Index) NewScanner() *Scanner {
-	return &Scanner{idx: x, hdrField: map[string]string{}}
+	return &Scanner{idx: x, hdrField: map[string]string{}, runFinder: defaultRunFinder}
 }
 
 // Scan searches data (one field of a record, named by field) for indexed
@@ -241,7 +253,12 @@ func (s *Scanner) scanLayerMask(data []byte, layer int, mask uint8, decode bool)
 	if s.reference {
 		s.allRuns(data, layer, mask)
 	} else {
-		s.sampleRuns(data, layer, mask)
+		switch s.runFinder {
+		case runsMaskAsm, runsMaskGo:
+			s.maskRuns(data, layer, mask)
+		default:
+			s.sampleRuns(data, layer, mask)
+		}
 	}
 	if decode && layer < maxLayers && s.idx.cfg.MaxLayers > layer {
 		s.decodeLayers(data, layer)
@@ -250,6 +267,10 @@ func (s *Scanner) scanLayerMask(data []byte, layer int, mask uint8, decode bool)
 
 // run handles one maximal run [st, e) of class c.
 func (s *Scanner) run(data []byte, c, st, e, layer int) {
+	if s.runHook != nil {
+		s.runHook(c, st, e)
+		return
+	}
 	x := s.idx
 	switch c {
 	case clsText:
@@ -422,13 +443,19 @@ func (s *Scanner) probe(data []byte, st, e, layer int) {
 	// non-hex byte, and hash the input in place otherwise. For hex-class
 	// bytes OR 0x20 is exactly the case fold, so the filter key of a
 	// hex-class candidate is its folded first and last 8 bytes.
-	upper, hexsep := false, true
-	for _, b := range cand {
-		if lut[b]&(1<<clsHexSep) == 0 {
-			upper, hexsep = false, false
-			break
+	var upper, hexsep bool
+	if s.runFinder == runsSample {
+		upper, hexsep = false, true
+		for _, b := range cand {
+			if lut[b]&(1<<clsHexSep) == 0 {
+				upper, hexsep = false, false
+				break
+			}
+			upper = upper || b >= 'A' && b <= 'F'
 		}
-		upper = upper || b >= 'A' && b <= 'F'
+	} else {
+		// maskRuns built this layer's masks: read both answers off them.
+		hexsep, upper = s.hexUpper(layer, st, e)
 	}
 	if n := len(cand); n >= 8 && s.idx.probeFilter != nil {
 		var fold uint64
@@ -458,10 +485,10 @@ func (s *Scanner) probe(data []byte, st, e, layer int) {
 func (s *Scanner) lookup(h uint64, off, n, layer int, upper bool, win []byte) {
 	x := s.idx
 	i := h & x.mask
+	// The window's classes are only needed on a key match, which most
+	// window lookups (filter false positives) never reach.
 	var winCls uint8
-	if win != nil {
-		winCls = classesOf(win)
-	}
+	clsDone := false
 	for {
 		k := x.keys[i]
 		if k == 0 {
@@ -471,6 +498,9 @@ func (s *Scanner) lookup(h uint64, off, n, layer int, upper bool, win []byte) {
 			o := x.vals[i]
 			f := ownerForm_(o)
 			if win != nil {
+				if !clsDone {
+					winCls, clsDone = classesOf(win), true
+				}
 				if _, ok := windowClass(f, winCls, n); !ok {
 					i = (i + 1) & x.mask
 					continue
@@ -540,8 +570,22 @@ func looksBinary(b []byte) bool {
 	if len(b) > 128 {
 		b = b[:128]
 	}
-	bin := 0
-	for _, c := range b {
+	// Eight bytes at a time: each test leaves bit 7 of a byte set where
+	// it holds; all are exact per byte (no carry crosses a byte).
+	const lo7, hi = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	eq := func(v, c uint64) uint64 { // bytes of v equal to c
+		y := v ^ c*0x0101010101010101
+		return ^((y&lo7 + lo7) | y) & hi
+	}
+	bin, i := 0, 0
+	for ; i+8 <= len(b); i += 8 {
+		v := le64(b[i:])
+		t := v & lo7
+		odd := v&hi | ^(t+0x6060606060606060)&hi | (t+0x0101010101010101)&hi // >= 0x80, < 0x20, == 0x7f
+		odd &^= eq(v, '\n') | eq(v, '\r') | eq(v, '\t')
+		bin += bits.OnesCount64(odd)
+	}
+	for _, c := range b[i:] {
 		if (c < 0x20 && c != '\n' && c != '\r' && c != '\t') || c >= 0x7f {
 			bin++
 		}
@@ -675,6 +719,10 @@ func (s *Scanner) urlSegments(data []byte, next int) {
 // probed if its length, trimmed of spaces, is an indexed text length.
 func (s *Scanner) urlSegmentsFast(data []byte, next int) {
 	plusOK := s.idx.spaceForms
+	// With masks, segment bounds come from the text mask of data's layer
+	// and the escape tests from IndexByte instead of a walk byte by byte.
+	layer := next - 1
+	masks := s.runFinder != runsSample
 	pos := 0
 	nextPct, nextPlus := -1, -1 // next '%' / '+' at or after pos; -1: search again
 	for pos < len(data) {
@@ -694,20 +742,26 @@ func (s *Scanner) urlSegmentsFast(data []byte, next int) {
 		// The segment around the trigger: the maximal text run holding it
 		// ('%' and '+' are text bytes). pos is always at a segment start or
 		// past a non-text byte, so walking back stops at or after pos.
-		i := t
-		for i > pos && lut[data[i-1]]&(1<<clsText) != 0 {
-			i--
-		}
-		j := i
-		pct, plus := false, false
-		for j < len(data) && lut[data[j]]&(1<<clsText) != 0 {
-			switch c := data[j]; {
-			case c == '+':
-				plus = plusOK
-			case c == '%' && j+2 < len(data) && isHexByte(data[j+1]) && isHexByte(data[j+2]):
-				pct = true
+		var i, j int
+		var pct, plus bool
+		if masks {
+			i, j = s.textRun(layer, t)
+			pct, plus = hasEscape(data, i, j), plusOK && bytes.IndexByte(data[i:j], '+') >= 0
+		} else {
+			i = t
+			for i > pos && lut[data[i-1]]&(1<<clsText) != 0 {
+				i--
 			}
-			j++
+			j = i
+			for j < len(data) && lut[data[j]]&(1<<clsText) != 0 {
+				switch c := data[j]; {
+				case c == '+':
+					plus = plusOK
+				case c == '%' && j+2 < len(data) && isHexByte(data[j+1]) && isHexByte(data[j+2]):
+					pct = true
+				}
+				j++
+			}
 		}
 		pos = j
 		if !(pct || plus) || j-i < minForm {
@@ -725,6 +779,23 @@ func (s *Scanner) urlSegmentsFast(data []byte, next int) {
 			}
 		}
 	}
+}
+
+// hasEscape reports whether data[i:j] holds a '%' followed by two hex
+// digits (which may lie past j, as in urlSegments).
+func hasEscape(data []byte, i, j int) bool {
+	for i < j {
+		k := bytes.IndexByte(data[i:j], '%')
+		if k < 0 {
+			return false
+		}
+		k += i
+		if k+2 < len(data) && isHexByte(data[k+1]) && isHexByte(data[k+2]) {
+			return true
+		}
+		i = k + 1
+	}
+	return false
 }
 
 // plusSegmentCanMatch reports whether the '+'-decoded seg could hold a text
