@@ -44,19 +44,20 @@ for pkg in $(go list ./...); do
     echo "fuzz $pkg $f ($FUZZTIME)"
     # Go 1.26's fuzz coordinator can report a bare "context deadline
     # exceeded" when -fuzztime ends while a worker is mid-call
-    # (golang/go#75804, fixed in 1.27). A real finding always writes a
-    # failing input, so only that flake, with no input written, is run again
-    # once; anything else fails at once.
+    # (golang/go#75804, fixed in 1.27; seen in ~1 of 20 targets here). A real
+    # finding always writes a failing input, so only that flake, with no
+    # input written, is run again, at most twice; anything else fails at once.
     log=$(mktemp)
-    if ! go test -run '^$' -fuzz "^${f}\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1 | tee "$log"; then
-      if grep -q 'context deadline exceeded' "$log" && ! grep -qE 'Failing input written|panic:|_test\.go:[0-9]+:' "$log"; then
-        echo "fuzz $pkg $f: fuzz-coordinator deadline flake (golang/go#75804), no failing input; running again"
-        go test -run '^$' -fuzz "^${f}\$" -fuzztime "$FUZZTIME" "$pkg"
-      else
+    for attempt in 1 2 3; do
+      if go test -run '^$' -fuzz "^${f}\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1 | tee "$log"; then
+        break
+      fi
+      if [ "$attempt" = 3 ] || ! grep -q 'context deadline exceeded' "$log" || grep -qE 'Failing input written|panic:|_test\.go:[0-9]+:' "$log"; then
         rm -f "$log"
         exit 1
       fi
-    fi
+      echo "fuzz $pkg $f: fuzz-coordinator deadline flake (golang/go#75804), no failing input; running again"
+    done
     rm -f "$log"
   done
 done
