@@ -222,14 +222,15 @@ func longStarts(ms []uint64, c, nblk, L int, out []uint64) {
 // For each block, longStarts marks the positions p with p..p+minRun-1 in
 // the class; a maximal run of at least minRun bytes [st, e) is exactly an
 // interval [st, e-minRun] of such positions, so its start is a marked bit
-// whose predecessor is not marked, and its end the first byte after st
+// whose predecessor is not marked (runStarts), and its end the first byte after st
 // that is not in the class. Branches are taken per long run, not per
 // byte or per short run.
 func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 	nblk := s.buildMasks(data, layer)
 	ms := s.masks[layer]
-	// asm: one kernel call computes every class's longStarts, block-major
-	// (as[blk*maskStride+c]); otherwise one class at a time (as[blk]).
+	// asm: one kernel call computes every class's run starts, block-major
+	// (as[blk*maskStride+c]), and which classes start a run in each block
+	// (nz[blk]); otherwise one class at a time (as[blk]).
 	asm := s.runFinder == runsMaskAsm
 	need := nblk
 	if asm {
@@ -240,8 +241,12 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 	}
 	as := s.starts[:need]
 	if asm {
-		longStartsAll(ms, nblk, as, &s.idx.startParams)
+		if cap(s.nz) < nblk {
+			s.nz = make([]byte, nblk)
+		}
+		runStartsAll(ms, nblk, as, s.nz[:nblk], &s.idx.startParams)
 	}
+	nz := s.nz
 	for c := 0; c < numRunClasses; c++ {
 		L := s.idx.minRun[c]
 		if L == 0 || mask&(1<<c) == 0 {
@@ -256,12 +261,13 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 			stride, off = maskStride, c
 		} else {
 			longStarts(ms, c, nblk, L, as)
+			runStarts(as)
 		}
-		var prev uint64 // longStarts of the previous block
 		for blk := 0; blk < nblk; blk++ {
-			a := as[blk*stride+off]
-			starts := a &^ (a<<1 | prev>>63)
-			prev = a
+			if asm && nz[blk]&(1<<c) == 0 {
+				continue
+			}
+			starts := as[blk*stride+off]
 			for starts != 0 {
 				i := bits.TrailingZeros64(starts)
 				starts &= starts - 1
@@ -282,6 +288,16 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 				s.run(data, c, st, e, layer)
 			}
 		}
+	}
+}
+
+// runStarts turns one class's longStarts (as) into run starts in place: a
+// marked position whose predecessor is not marked.
+func runStarts(as []uint64) {
+	var prev uint64
+	for i, a := range as {
+		as[i] = a &^ (a<<1 | prev>>63)
+		prev = a
 	}
 }
 

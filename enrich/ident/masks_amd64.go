@@ -2,21 +2,24 @@ package ident
 
 import "golang.org/x/sys/cpu"
 
-// hasMaskAsm: the AVX-512 VBMI kernel can run here.
-var hasMaskAsm = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VBMI
+// hasMaskAsm: the AVX-512 kernels (VBMI byte permutes, GFNI transposes,
+// DQ mask moves) can run here.
+var hasMaskAsm = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512DQ &&
+	cpu.X86.HasAVX512VBMI && cpu.X86.HasAVX512GFNI
 
-// maskConsts is the kernel's constant block: the mask bits of bytes
-// 0..127 (bytes >= 0x80 are text only), then one 64-byte vector per mask
-// slot filled with that slot's bit, then a vector of the bits of bytes >= 0x80.
-var maskConsts = func() (t [128 + 64*maskStride + 64]byte) {
+// maskConsts is the mask kernel's constant block: the mask bits of bytes
+// 0..127, a vector of the bits of bytes >= 0x80 (which all share one set),
+// the byte permutation reversing each quadword, the unit bytes 1<<c at
+// byte c of each quadword (the transpose's operand), and the permutation
+// moving byte c of quadword g to byte g of quadword c.
+var maskConsts = func() (t [128 + 4*64]byte) {
 	copy(t[:128], maskBits[:128])
-	for c := 0; c < maskStride; c++ {
-		for i := 0; i < 64; i++ {
-			t[128+64*c+i] = 1 << c
-		}
-	}
 	for i := 0; i < 64; i++ {
-		t[128+64*maskStride+i] = maskBits[0x80]
+		g, j := i/8, i%8
+		t[128+i] = maskBits[0x80]
+		t[192+i] = byte(g*8 + 7 - j)
+		t[256+i] = 1 << j
+		t[320+i] = byte(j*8 + g)
 	}
 	return t
 }()
@@ -47,17 +50,19 @@ func classMasks(data []byte, out []uint64, asm bool) {
 	classMasksVBMI(&data[0], nblk, &out[0], &maskConsts[0])
 }
 
-// longStartsVBMI is longStarts for all classes of nblk blocks at once, one
-// class per 64-bit lane, writing out[blk*maskStride+c].
+// runStartsVBMI is longStarts for all classes of nblk blocks at once, one
+// class per 64-bit lane, reduced to run starts (runStarts): it writes
+// out[blk*maskStride+c], and to nz[blk] bit c if that is not zero.
 //
 //go:noescape
-func longStartsVBMI(ms *uint64, nblk int, out *uint64, p *startParams)
+func runStartsVBMI(ms *uint64, nblk int, out *uint64, nz *byte, p *startParams)
 
-func longStartsAll(ms []uint64, nblk int, out []uint64, p *startParams) {
+func runStartsAll(ms []uint64, nblk int, out []uint64, nz []byte, p *startParams) {
 	if nblk == 0 {
 		return
 	}
 	_ = ms[(nblk+1)*maskStride-1]
 	_ = out[nblk*maskStride-1]
-	longStartsVBMI(&ms[0], nblk, &out[0], p)
+	_ = nz[nblk-1]
+	runStartsVBMI(&ms[0], nblk, &out[0], &nz[0], p)
 }

@@ -2,10 +2,16 @@
 
 // func classMasksVBMI(data *byte, nblk int, out *uint64, consts *byte)
 //
-// Per 64-byte block: VPERMI2B looks up the classes of bytes 0..127 in the
-// two-register table (index bit 7 is ignored), bytes with bit 7 set are
-// overwritten with the high-byte class set, and one VPTESTMB per mask
-// slot yields that slot's 64-bit mask.
+// Per 64-byte block: VPERMB reverses the bytes of each quadword, VPERMI2B
+// looks up the classes of bytes 0..127 in the two-register table (index
+// bit 7 is ignored) and bytes with bit 7 set are overwritten with the
+// high-byte class set. Each quadword is then an 8x8 bit matrix (row: a
+// byte's class bits); VGF2P8AFFINEQB against the vector of unit bytes
+// transposes it, so byte c of quadword g is class c's mask of bytes
+// 8g..8g+7, and one VPERMB gathers the bytes of each class into its
+// quadword. The block's eight masks leave in one 64-byte store, which the
+// longStarts kernel's 64-byte load can forward from (eight 8-byte stores
+// cannot be forwarded to a wider load).
 TEXT ·classMasksVBMI(SB), NOSPLIT, $0-32
 	MOVQ data+0(FP), SI
 	MOVQ nblk+8(FP), CX
@@ -13,66 +19,45 @@ TEXT ·classMasksVBMI(SB), NOSPLIT, $0-32
 	MOVQ consts+24(FP), AX
 	VMOVDQU64 0(AX), Z1
 	VMOVDQU64 64(AX), Z2
-	VMOVDQU64 128(AX), Z10
-	VMOVDQU64 192(AX), Z11
-	VMOVDQU64 256(AX), Z12
-	VMOVDQU64 320(AX), Z13
-	VMOVDQU64 384(AX), Z14
-	VMOVDQU64 448(AX), Z15
-	VMOVDQU64 512(AX), Z16
-	VMOVDQU64 576(AX), Z17
-	VMOVDQU64 640(AX), Z3
+	VMOVDQU64 128(AX), Z3
+	VMOVDQU64 192(AX), Z4
+	VMOVDQU64 256(AX), Z5
+	VMOVDQU64 320(AX), Z6
 	TESTQ CX, CX
 	JLE   done
 
 loop:
-	VMOVDQU64 (SI), Z0
-	VPMOVB2M  Z0, K1
-	VPERMI2B  Z2, Z1, Z0
-	VMOVDQU8  Z3, K1, Z0
-	VPTESTMB  Z10, Z0, K2
-	KMOVQ     K2, R8
-	MOVQ      R8, 0(DI)
-	VPTESTMB  Z11, Z0, K2
-	KMOVQ     K2, R8
-	MOVQ      R8, 8(DI)
-	VPTESTMB  Z12, Z0, K2
-	KMOVQ     K2, R8
-	MOVQ      R8, 16(DI)
-	VPTESTMB  Z13, Z0, K2
-	KMOVQ     K2, R8
-	MOVQ      R8, 24(DI)
-	VPTESTMB  Z14, Z0, K2
-	KMOVQ     K2, R8
-	MOVQ      R8, 32(DI)
-	VPTESTMB  Z15, Z0, K2
-	KMOVQ     K2, R8
-	MOVQ      R8, 40(DI)
-	VPTESTMB  Z16, Z0, K2
-	KMOVQ     K2, R8
-	MOVQ      R8, 48(DI)
-	VPTESTMB  Z17, Z0, K2
-	KMOVQ     K2, R8
-	MOVQ      R8, 56(DI)
-	ADDQ      $64, SI
-	ADDQ      $64, DI
-	DECQ      CX
-	JNZ       loop
+	VMOVDQU64      (SI), Z0
+	VPERMB         Z0, Z4, Z0
+	VPMOVB2M       Z0, K1
+	VPERMI2B       Z2, Z1, Z0
+	VMOVDQU8       Z3, K1, Z0
+	VGF2P8AFFINEQB $0, Z0, Z5, Z0
+	VPERMB         Z0, Z6, Z0
+	VMOVDQU64      Z0, 0(DI)
+	ADDQ           $64, SI
+	ADDQ           $64, DI
+	DECQ           CX
+	JNZ            loop
 
 done:
 	VZEROUPPER
 	RET
 
-// func longStartsVBMI(ms *uint64, nblk int, out *uint64, p *startParams)
+// func runStartsVBMI(ms *uint64, nblk int, out *uint64, nz *byte, p *startParams)
 //
 // Z0 = a block's eight masks (lo), Z1 = the next block's (hi). A doubling
 // step by k, in the lanes of its K mask: lo &= lo>>k | hi<<(64-k),
-// hi &= hi>>k. Then lo &= lo>>d | hi<<(64-d) with per-lane d.
-TEXT ·longStartsVBMI(SB), NOSPLIT, $0-32
+// hi &= hi>>k. Then lo &= lo>>d | hi<<(64-d) with per-lane d: longStarts.
+// A run start is a set bit of that whose predecessor (Z7 carries the
+// previous block's) is clear; nz[blk] gets one bit per class with a start.
+TEXT ·runStartsVBMI(SB), NOSPLIT, $0-40
 	MOVQ ms+0(FP), SI
 	MOVQ nblk+8(FP), CX
 	MOVQ out+16(FP), DI
-	MOVQ p+24(FP), AX
+	MOVQ nz+24(FP), BX
+	MOVQ p+32(FP), AX
+	VPXORQ Z7, Z7, Z7
 	VMOVDQU64 0(AX), Z8
 	VMOVDQU64 64(AX), Z9
 	KMOVW     128(AX), K1
@@ -126,10 +111,20 @@ lloop:
 	VPSLLVQ Z9, Z1, Z3
 	VPORQ   Z3, Z2, Z2
 	VPANDQ  Z2, Z0, Z0
-	VMOVDQU64 Z0, 0(DI)
+
+	VPSLLQ    $1, Z0, Z2
+	VPSRLQ    $63, Z7, Z3
+	VPORQ     Z3, Z2, Z2
+	VPANDNQ   Z0, Z2, Z3
+	VMOVDQA64 Z0, Z7
+	VMOVDQU64 Z3, 0(DI)
+	VPTESTMQ  Z3, Z3, K6
+	KMOVB     K6, R8
+	MOVB      R8, 0(BX)
 
 	ADDQ $64, SI
 	ADDQ $64, DI
+	INCQ BX
 	DECQ CX
 	JNZ  lloop
 

@@ -6,6 +6,6 @@ const hasMaskAsm = false
 
 func classMasks(data []byte, out []uint64, _ bool) { classMasksGo(data, out) }
 
-func longStartsAll(ms []uint64, nblk int, out []uint64, p *startParams) {
-	panic("ident: no longStarts kernel on this architecture")
+func runStartsAll(ms []uint64, nblk int, out []uint64, nz []byte, p *startParams) {
+	panic("ident: no runStarts kernel on this architecture")
 }

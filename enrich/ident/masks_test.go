@@ -51,7 +51,7 @@ func TestClassMasks(t *testing.T) {
 	if hasMaskAsm {
 		finders = append(finders, runsMaskAsm)
 	} else {
-		t.Log("no AVX-512 VBMI here: only the Go builder is checked")
+		t.Log("no AVX-512 VBMI+GFNI here: only the Go builder is checked")
 	}
 	for _, in := range inputs {
 		want := naiveMasks(in)
@@ -292,10 +292,11 @@ func TestTextRun(t *testing.T) {
 }
 
 // TestLongStartsKernel: the all-classes kernel equals the per-class Go
-// longStarts for random masks and every minRun from 1 to maxMaskRun.
+// longStarts and runStarts for random masks and every minRun from 1 to
+// maxMaskRun, and flags exactly the blocks with starts.
 func TestLongStartsKernel(t *testing.T) {
 	if !hasMaskAsm {
-		t.Skip("no AVX-512 VBMI: the kernel is never used here")
+		t.Skip("no AVX-512 VBMI+GFNI: the kernel is never used here")
 	}
 	rng := rand.New(rand.NewPCG(19, 20))
 	for k := 0; k < 3000; k++ {
@@ -313,15 +314,27 @@ func TestLongStartsKernel(t *testing.T) {
 		}
 		p := newStartParams(&minRun)
 		got := make([]uint64, nblk*maskStride)
-		longStartsAll(ms, nblk, got, &p)
+		nz := make([]byte, nblk)
+		runStartsAll(ms, nblk, got, nz, &p)
 		want := make([]uint64, nblk)
 		for c, L := range minRun {
 			longStarts(ms, c, nblk, L, want)
+			runStarts(want)
 			for blk := range want {
 				if got[blk*maskStride+c] != want[blk] {
 					t.Fatalf("class %d L %d block %d: got %064b want %064b", c, L, blk, got[blk*maskStride+c], want[blk])
 				}
+				if nz[blk]>>c&1 != b2u(want[blk] != 0) {
+					t.Fatalf("class %d L %d block %d: nz %08b, starts %064b", c, L, blk, nz[blk], want[blk])
+				}
 			}
 		}
 	}
+}
+
+func b2u(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -132,7 +132,8 @@ type Scanner struct {
 	// masks holds the class bitmasks of each layer's data (maskRuns); a
 	// layer's stay valid while deeper layers are scanned.
 	masks  [maxLayers + 1][]uint64
-	starts []uint64 // one class's longStarts per block (maskRuns)
+	starts []uint64 // run starts per block (maskRuns)
+	nz     []byte   // per block, the classes with a run start (maskRuns, kernel)
 	// runFinder selects how maximal runs are found: from class bitmasks
 	// (built with AVX-512 VBMI or in pure Go) or by sampling. Tests set it
 	// to check every finder against the reference.
