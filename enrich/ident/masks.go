@@ -91,6 +91,22 @@ func classMasksGo(data []byte, out []uint64) {
 	}
 }
 
+// Special bytes: whether a layer holds any of them decides whether the
+// decoders that need them run at all (decodeLayers), so a layer without
+// '%', '+', '\\' or 0x1f is not searched for them once per decoder.
+const (
+	spPct       = 1 << iota // '%': URL escapes
+	spPlus                  // '+': URL-encoded spaces
+	spBackslash             // '\\': JSON escapes
+	spGzip                  // 0x1f: first byte of the gzip magic
+	spAll       = 1<<iota - 1
+)
+
+var specialBits = func() (t [256]uint8) {
+	t['%'], t['+'], t['\\'], t[0x1f] = spPct, spPlus, spBackslash, spGzip
+	return t
+}()
+
 // buildMasks fills s.masks[layer] for data, the last partial block padded with
 // zero bytes (which belong to no class) and followed by one all-zero block
 // so a block's successor can always be read, and returns the number of
@@ -106,13 +122,22 @@ func (s *Scanner) buildMasks(data []byte, layer int) int {
 	s.masks[layer] = ms
 	full := len(data) &^ 63
 	asm := s.runFinder == runsMaskAsm
-	classMasks(data[:full], ms, asm)
+	var acc [8]uint64
+	classMasks(data[:full], ms, asm, &acc)
 	if full < len(data) {
 		var tail [64]byte
 		copy(tail[:], data[full:])
-		classMasks(tail[:], ms[full/64*maskStride:], asm)
+		classMasks(tail[:], ms[full/64*maskStride:], asm, &acc)
 	}
 	clear(ms[nblk*maskStride:])
+	s.special[layer] = spAll // unknown: every decoder looks
+	if asm {
+		v := acc[0] | acc[1] | acc[2] | acc[3] | acc[4] | acc[5] | acc[6] | acc[7]
+		v |= v >> 32
+		v |= v >> 16
+		v |= v >> 8
+		s.special[layer] = uint8(v)
+	}
 	return nblk
 }
 

@@ -11,9 +11,11 @@ var hasMaskAsm = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512D
 // 0..127, a vector of the bits of bytes >= 0x80 (which all share one set),
 // the byte permutation reversing each quadword, the unit bytes 1<<c at
 // byte c of each quadword (the transpose's operand), and the permutation
-// moving byte c of quadword g to byte g of quadword c.
-var maskConsts = func() (t [128 + 4*64]byte) {
+// moving byte c of quadword g to byte g of quadword c; then the special
+// bits of bytes 0..127 (bytes >= 0x80 have none).
+var maskConsts = func() (t [128 + 4*64 + 128]byte) {
 	copy(t[:128], maskBits[:128])
+	copy(t[384:], specialBits[:128])
 	for i := 0; i < 64; i++ {
 		g, j := i/8, i%8
 		t[128+i] = maskBits[0x80]
@@ -26,8 +28,8 @@ var maskConsts = func() (t [128 + 4*64]byte) {
 
 func init() {
 	for b := 0x80; b < 256; b++ {
-		if maskBits[b] != maskBits[0x80] {
-			panic("ident: the mask kernel assumes all bytes >= 0x80 share one class set")
+		if maskBits[b] != maskBits[0x80] || specialBits[b] != 0 {
+			panic("ident: the mask kernel assumes all bytes >= 0x80 share one class set and no special bit")
 		}
 	}
 }
@@ -35,9 +37,12 @@ func init() {
 // classMasksVBMI is classMasksGo for nblk blocks at data.
 //
 //go:noescape
-func classMasksVBMI(data *byte, nblk int, out *uint64, consts *byte)
+func classMasksVBMI(data *byte, nblk int, out *uint64, consts *byte, acc *[8]uint64)
 
-func classMasks(data []byte, out []uint64, asm bool) {
+// classMasks writes the class masks of data's blocks to out and, with the
+// kernel (asm), ORs the special bits of data's bytes into the bytes of acc;
+// the Go builder leaves acc alone (see buildMasks).
+func classMasks(data []byte, out []uint64, asm bool, acc *[8]uint64) {
 	nblk := len(data) / 64
 	if nblk == 0 {
 		return
@@ -47,7 +52,7 @@ func classMasks(data []byte, out []uint64, asm bool) {
 		return
 	}
 	_ = out[nblk*maskStride-1]
-	classMasksVBMI(&data[0], nblk, &out[0], &maskConsts[0])
+	classMasksVBMI(&data[0], nblk, &out[0], &maskConsts[0], acc)
 }
 
 // runStartsVBMI is longStarts for all classes of nblk blocks at once, one

@@ -1,6 +1,6 @@
 #include "textflag.h"
 
-// func classMasksVBMI(data *byte, nblk int, out *uint64, consts *byte)
+// func classMasksVBMI(data *byte, nblk int, out *uint64, consts *byte, acc *[8]uint64)
 //
 // Per 64-byte block: VPERMB reverses the bytes of each quadword, VPERMI2B
 // looks up the classes of bytes 0..127 in the two-register table (index
@@ -11,18 +11,24 @@
 // 8g..8g+7, and one VPERMB gathers the bytes of each class into its
 // quadword. The block's eight masks leave in one 64-byte store, which the
 // longStarts kernel's 64-byte load can forward from (eight 8-byte stores
-// cannot be forwarded to a wider load).
-TEXT ·classMasksVBMI(SB), NOSPLIT, $0-32
+// cannot be forwarded to a wider load). A second table lookup ORs each
+// byte's special bits (specialBits) into *acc.
+TEXT ·classMasksVBMI(SB), NOSPLIT, $0-40
 	MOVQ data+0(FP), SI
 	MOVQ nblk+8(FP), CX
 	MOVQ out+16(FP), DI
 	MOVQ consts+24(FP), AX
+	MOVQ acc+32(FP), R9
 	VMOVDQU64 0(AX), Z1
 	VMOVDQU64 64(AX), Z2
 	VMOVDQU64 128(AX), Z3
 	VMOVDQU64 192(AX), Z4
 	VMOVDQU64 256(AX), Z5
 	VMOVDQU64 320(AX), Z6
+	VMOVDQU64 384(AX), Z8
+	VMOVDQU64 448(AX), Z9
+	VMOVDQU64 (R9), Z10
+	VPXORQ    Z12, Z12, Z12
 	TESTQ CX, CX
 	JLE   done
 
@@ -30,6 +36,10 @@ loop:
 	VMOVDQU64      (SI), Z0
 	VPERMB         Z0, Z4, Z0
 	VPMOVB2M       Z0, K1
+	VMOVDQA64      Z0, Z11
+	VPERMI2B       Z9, Z8, Z11
+	VMOVDQU8       Z12, K1, Z11
+	VPORQ          Z11, Z10, Z10
 	VPERMI2B       Z2, Z1, Z0
 	VMOVDQU8       Z3, K1, Z0
 	VGF2P8AFFINEQB $0, Z0, Z5, Z0
@@ -41,6 +51,7 @@ loop:
 	JNZ            loop
 
 done:
+	VMOVDQU64 Z10, (R9)
 	VZEROUPPER
 	RET
 

@@ -24,7 +24,7 @@ func naiveMasks(data []byte) []uint64 {
 
 // TestClassMasks: the Go and (where the CPU has it) assembly mask builders
 // agree with a per-byte loop on every byte value at every block position
-// and on random data.
+// and on random data, and the kernel reports which special bytes occur.
 func TestClassMasks(t *testing.T) {
 	var inputs [][]byte
 	all := make([]byte, 256*64)
@@ -36,7 +36,9 @@ func TestClassMasks(t *testing.T) {
 	for k := 0; k < 200; k++ {
 		d := make([]byte, 64*(1+rng.IntN(9)))
 		for i := range d {
-			switch k % 3 {
+			switch k % 4 {
+			case 3:
+				d[i] = "ab\\%+\x1f\x80\xff"[rng.IntN(8)]
 			case 0:
 				d[i] = byte(rng.Uint32())
 			case 1:
@@ -55,9 +57,26 @@ func TestClassMasks(t *testing.T) {
 	}
 	for _, in := range inputs {
 		want := naiveMasks(in)
+		var wantSp uint8
+		for _, b := range in {
+			wantSp |= specialBits[b]
+		}
 		for _, f := range finders {
 			got := make([]uint64, len(want))
-			classMasks(in, got, f == runsMaskAsm)
+			var acc [8]uint64
+			classMasks(in, got, f == runsMaskAsm, &acc)
+			if f == runsMaskAsm {
+				var sp uint64
+				for _, v := range acc {
+					sp |= v
+				}
+				sp |= sp >> 32
+				sp |= sp >> 16
+				sp |= sp >> 8
+				if uint8(sp) != wantSp {
+					t.Fatalf("special bytes: got %08b want %08b", uint8(sp), wantSp)
+				}
+			}
 			for i := range want {
 				if got[i] != want[i] {
 					t.Fatalf("finder %d block %d class %d: got %064b want %064b", f, i/maskStride, i%maskStride, got[i], want[i])

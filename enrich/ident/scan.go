@@ -134,6 +134,9 @@ type Scanner struct {
 	masks  [maxLayers + 1][]uint64
 	starts []uint64 // run starts per block (maskRuns)
 	nz     []byte   // per block, the classes with a run start (maskRuns, kernel)
+	// special holds the special bytes (spPct...) each layer's data has,
+	// or spAll where that is not known (set by buildMasks).
+	special [maxLayers + 1]uint8
 	// runFinder selects how maximal runs are found: from class bitmasks
 	// (built with AVX-512 VBMI or in pure Go) or by sampling. Tests set it
 	// to check every finder against the reference.
@@ -251,6 +254,7 @@ func (s *Scanner) scanLayerMask(data []byte, layer int, mask uint8, decode bool)
 		return
 	}
 	s.b64[layer] = s.b64[layer][:0]
+	s.special[layer] = spAll
 	if s.reference {
 		s.allRuns(data, layer, mask)
 	} else {
@@ -522,8 +526,14 @@ func (s *Scanner) lookup(h uint64, off, n, layer int, upper bool, win []byte) {
 // decompressed as far as they go).
 func (s *Scanner) decodeLayers(data []byte, layer int) {
 	next := layer + 1
-	if i := bytes.Index(data, gzipMagic); i >= 0 {
-		s.inflate(data[i:], next, compGzip)
+	// Each decoder below looks only if its trigger bytes occur (special).
+	sp := s.special[layer]
+	gz := -1
+	if sp&spGzip != 0 {
+		gz = bytes.Index(data, gzipMagic)
+	}
+	if gz >= 0 {
+		s.inflate(data[gz:], next, compGzip)
 	} else if len(data) > 2 && isZlibHeader(data) {
 		s.inflate(data, next, compZlib)
 	}
@@ -536,16 +546,16 @@ func (s *Scanner) decodeLayers(data []byte, layer int) {
 		if bytes.IndexByte(data, '%') >= 0 || (s.idx.spaceForms && bytes.IndexByte(data, '+') >= 0) {
 			s.urlSegments(data, next)
 		}
-	} else {
+	} else if sp&spPct != 0 || s.idx.spaceForms && sp&spPlus != 0 {
 		s.urlSegmentsFast(data, next)
 	}
-	if bytes.Contains(data, []byte(`\u`)) || bytes.Contains(data, []byte(`\/`)) {
+	if sp&spBackslash != 0 && (bytes.Contains(data, []byte(`\u`)) || bytes.Contains(data, []byte(`\/`))) {
 		if out, ok := jsonUnescape(s.layerBuf[next][:0], data); ok {
 			s.layerBuf[next] = out
 			s.scanLayer(out, next)
 		}
 	}
-	for _, sp := range s.b64[layer] {
+	for _, span := range s.b64[layer] {
 		if s.budgetBytes <= 0 {
 			s.exhausted = true
 			return
@@ -553,10 +563,10 @@ func (s *Scanner) decodeLayers(data []byte, layer int) {
 		var out []byte
 		var ok bool
 		if s.reference {
-			out, ok = b64Decode(s.layerBuf[next][:0], data[sp.s:sp.e])
+			out, ok = b64Decode(s.layerBuf[next][:0], data[span.s:span.e])
 			ok = ok && plausibleLayer(out)
 		} else {
-			out, ok = b64Layer(s.layerBuf[next][:0], data[sp.s:sp.e])
+			out, ok = b64Layer(s.layerBuf[next][:0], data[span.s:span.e])
 		}
 		s.layerBuf[next] = out
 		if ok {
