@@ -286,7 +286,7 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 			e--
 		}
 		if x.lens[clsText].has(e - st) {
-			s.probe(data, st, e, layer)
+			s.probe(data, st, e, layer, clsText)
 		}
 		return
 	case clsB64:
@@ -296,7 +296,7 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 		}
 		for k := 1; k <= p; k++ {
 			if x.lens[clsB64Pad].has(e - st + k) {
-				s.probe(data, st, e+k, layer)
+				s.probe(data, st, e+k, layer, clsText) // '=' is not hex
 			}
 		}
 		if e-st >= minB64Decode && layer < maxLayers {
@@ -305,7 +305,7 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 	}
 	L := e - st
 	if x.lens[c].has(L) {
-		s.probe(data, st, e, layer)
+		s.probe(data, st, e, layer, c)
 	}
 	ws := x.wins[c]
 	if s.reference {
@@ -435,7 +435,9 @@ func le64(b []byte) uint64 {
 }
 
 // probe hashes the candidate data[st:e] (normalised) and records its owners.
-func (s *Scanner) probe(data []byte, st, e, layer int) {
+// c is a class all of the candidate's bytes are in (clsText if no narrower
+// one is known): digits and hex runs need no test for what normalize does.
+func (s *Scanner) probe(data []byte, st, e, layer, c int) {
 	cand := data[st:e]
 	if s.reference {
 		s.norm = normalize(s.norm[:0], cand)
@@ -459,8 +461,18 @@ func (s *Scanner) probe(data []byte, st, e, layer int) {
 			upper = upper || b >= 'A' && b <= 'F'
 		}
 	} else {
-		// maskRuns built this layer's masks: read both answers off them.
-		hexsep, upper = s.hexUpper(layer, st, e)
+		switch c {
+		case clsDigit:
+			hexsep, upper = true, false
+		case clsHex, clsHexSep:
+			hexsep = true
+			for i := st; i < e && !upper; i += 64 {
+				upper = s.maskRange(layer, maskUpper, i, min(i+64, e)) != 0
+			}
+		default:
+			// maskRuns built this layer's masks: read both answers off them.
+			hexsep, upper = s.hexUpper(layer, st, e)
+		}
 	}
 	if n := len(cand); n >= 8 && s.idx.probeFilter != nil {
 		var fold uint64
