@@ -76,6 +76,11 @@ type Index struct {
 	pfshift     uint
 	// minRun is the shortest run of each class worth looking at (0: none).
 	minRun [numRunClasses]int
+	// visit holds, per class, the run lengths below 1024 that run can do
+	// anything with: an indexed length, a length windows slide over, or
+	// any length for text (trimmed first) and base64 (padding, layers).
+	// maskRuns skips the other runs without calling run.
+	visit [numRunClasses]lenSet
 	// startParams drive the longStarts kernel (from minRun).
 	startParams startParams
 
@@ -332,6 +337,17 @@ func (b *Builder) Build() *Index {
 			m = minForm
 		}
 		idx.minRun[c] = m
+		idx.visit[c] = idx.lens[c]
+		from := 1024
+		if ws := idx.wins[c]; len(ws) > 0 {
+			from = ws[0] + 1
+		}
+		if c == clsText || c == clsB64 {
+			from = 1
+		}
+		for n := from; n < 1024; n++ {
+			idx.visit[c].add(n)
+		}
 	}
 	idx.startParams = newStartParams(&idx.minRun)
 	idx.pool.New = func() any { return idx.NewScanner() }

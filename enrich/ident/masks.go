@@ -281,6 +281,12 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 			s.sampleClass(data, c, layer)
 			continue
 		}
+		// Runs run would do nothing with are dropped here, unless a test
+		// watches every run.
+		vis := &s.idx.visit[c]
+		if s.runHook != nil {
+			vis = &allLens
+		}
 		stride, off := 1, 0
 		if asm {
 			stride, off = maskStride, c
@@ -310,11 +316,21 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 					}
 					e = j*64 + bits.TrailingZeros64(^ms[j*maskStride+c])
 				}
+				if n := e - st; n < 1024 && vis[n>>6]&(1<<(n&63)) == 0 {
+					continue
+				}
 				s.run(data, c, st, e, layer)
 			}
 		}
 	}
 }
+
+var allLens = func() (l lenSet) {
+	for i := range l {
+		l[i] = ^uint64(0)
+	}
+	return l
+}()
 
 // runStarts turns one class's longStarts (as) into run starts in place: a
 // marked position whose predecessor is not marked.
