@@ -137,6 +137,8 @@ type Scanner struct {
 	// special holds the special bytes (spPct...) each layer's data has,
 	// or spAll where that is not known (set by buildMasks).
 	special [maxLayers + 1]uint8
+	// partial: the layer's scan skips runs of some classes.
+	partial [maxLayers + 1]bool
 	// runFinder selects how maximal runs are found: from class bitmasks
 	// (built with AVX-512 VBMI or in pure Go) or by sampling. Tests set it
 	// to check every finder against the reference.
@@ -255,6 +257,7 @@ func (s *Scanner) scanLayerMask(data []byte, layer int, mask uint8, decode bool)
 	}
 	s.b64[layer] = s.b64[layer][:0]
 	s.special[layer] = spAll
+	s.partial[layer] = mask != allRunClasses
 	if s.reference {
 		s.allRuns(data, layer, mask)
 	} else {
@@ -285,7 +288,7 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 		for e > st && data[e-1] == ' ' {
 			e--
 		}
-		if x.lens[clsText].has(e - st) {
+		if x.lens[clsText].has(e-st) && (e == st || !s.narrowerOwns(data, clsText, st, e, layer)) {
 			s.probe(data, st, e, layer, clsText)
 		}
 		return
@@ -304,7 +307,7 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 		}
 	}
 	L := e - st
-	if x.lens[c].has(L) {
+	if x.lens[c].has(L) && !s.narrowerOwns(data, c, st, e, layer) {
 		s.probe(data, st, e, layer, c)
 	}
 	ws := x.wins[c]
@@ -314,6 +317,48 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 	if len(ws) > 0 && L > ws[0] {
 		s.windows(data, c, st, e, layer)
 	}
+}
+
+// subClasses[c] are classes strictly inside class c that together hold
+// every candidate whose narrowest class (narrowOrder) is strictly inside c.
+var subClasses = [numRunClasses]uint8{
+	clsDigit:  0,
+	clsHex:    1 << clsDigit,
+	clsHexSep: 1 << clsHex,
+	clsAlnum:  1 << clsHex,
+	clsB64:    1 << clsAlnum,
+	clsWord:   1 << clsAlnum,
+	clsText:   1<<clsHexSep | 1<<clsB64 | 1<<clsWord,
+}
+
+// narrowerOwns reports whether data[st:e], a maximal run of class c (text:
+// trimmed of spaces), lies entirely in a class strictly inside c. Then it
+// is also a maximal run of its narrowest class, and since an indexed form's
+// length is kept only under the form's narrowest class (Builder.Add), that
+// run's probe finds every form this probe could: probing here again could
+// only repeat its hits. Only where every class is scanned (not partial), and
+// never for the reference scanner.
+func (s *Scanner) narrowerOwns(data []byte, c, st, e, layer int) bool {
+	// Both ends first: in binary data nearly every text run fails there.
+	sub := subClasses[c] & lut[data[st]] & lut[data[e-1]]
+	if sub == 0 || s.reference || s.partial[layer] {
+		return false
+	}
+	if s.runFinder == runsSample {
+		return classesOf(data[st:e])&sub != 0
+	}
+	for ; sub != 0; sub &= sub - 1 {
+		k := bits.TrailingZeros8(sub)
+		all := true
+		for i := st; i < e && all; i += 64 {
+			n := min(e-i, 64)
+			all = s.maskRange(layer, k, i, i+n) == ^uint64(0)>>(64-n)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // windows slides every window length of class c over the run [st, e), so an
