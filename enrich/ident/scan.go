@@ -302,7 +302,11 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 				s.probe(data, st, e+k, layer, clsText) // '=' is not hex
 			}
 		}
-		if e-st >= minB64Decode && layer < maxLayers {
+		// A run decoding to at most 9 bytes whose first byte is >= 0x80
+		// (first character's sextet >= 32) has more than a tenth of them
+		// non-printable and no compression header: b64Layer would refuse
+		// it at the first quantum (numbers glued into base64-class runs).
+		if e-st >= minB64Decode && layer < maxLayers && (e-st > 13 || b64Val[data[st]] < 32 || s.reference) {
 			s.b64[layer] = append(s.b64[layer], span{int32(st), int32(e + p)})
 		}
 	}
