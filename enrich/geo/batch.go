@@ -24,8 +24,7 @@ func (db *DB) LookupBatch(addrs []netip.Addr, outs []*flowpb.Geo, t *Tally) {
 		case a.Is4():
 			b.add4(db, be32(a.As4()), outs[i])
 		case a.Is6():
-			by := a.As16()
-			hi, lo := be64(by[:8]), be64(by[8:])
+			hi, lo := words6(a)
 			if db.inNAT64(hi, lo) {
 				b.add4(db, uint32(lo), outs[i]) // the embedded IPv4 address
 				continue
