@@ -3,6 +3,7 @@ package geo
 import (
 	"net/netip"
 	"runtime"
+	"unsafe"
 
 	"github.com/exfilwatch/exfilwatch/schema/flowpb"
 )
@@ -49,7 +50,8 @@ type chunk struct {
 // to back, so that out-of-order execution overlaps the end of one walk with
 // the start of the next (decoding and filling in between would fill its
 // window); load every answer's line, a run of independent loads whose
-// misses overlap; then fill the outputs from cache.
+// misses overlap (the assembly IPv6 walk prefetches its answers instead,
+// as soon as it has them); then fill the outputs from cache.
 func (db *DB) lookupChunk(addrs []netip.Addr, outs []*flowpb.Geo, c *chunk) {
 	outs = outs[:len(addrs)]
 	n4, n6 := 0, 0
@@ -74,7 +76,7 @@ func (db *DB) lookupChunk(addrs []netip.Addr, outs []*flowpb.Geo, c *chunk) {
 		}
 	}
 	for g := 0; g < n6; g += lanes {
-		db.t6.find6n((*[lanes]uint64)(c.hi[g:]), (*[lanes]uint64)(c.lo[g:]), (*[lanes]uint32)(c.id6[g:]), min(lanes, n6-g))
+		db.t6.find6n((*[lanes]uint64)(c.hi[g:]), (*[lanes]uint64)(c.lo[g:]), (*[lanes]uint32)(c.id6[g:]), min(lanes, n6-g), unsafe.Pointer(&db.answers[0]))
 	}
 	for g := 0; g < n4; g += lanes {
 		db.t4.find4n((*[lanes]uint32)(c.ip[g:]), (*[lanes]uint32)(c.id4[g:]), min(lanes, n4-g))
@@ -85,12 +87,17 @@ func (db *DB) lookupChunk(addrs []netip.Addr, outs []*flowpb.Geo, c *chunk) {
 	for k := range n4 {
 		c.ids[c.at4[k]] = c.id4[k]
 	}
-	ids := c.ids[:len(addrs)]
 	var x uint8
-	for _, id := range ids {
+	for _, id := range c.id4[:n4] {
 		x |= db.answers[id].class
 	}
+	if !walkAsm {
+		for _, id := range c.id6[:n6] {
+			x |= db.answers[id].class
+		}
+	}
 	c.touch = x
+	ids := c.ids[:len(addrs)]
 	for i, id := range ids {
 		db.fill(id, outs[i])
 	}

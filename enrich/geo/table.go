@@ -528,8 +528,21 @@ func (t *ptrie) bytes() int { return (len(t.arena) + len(t.top)) * 4 }
 // that gain nothing).
 const lanes = 8
 
+// walkAsm selects find6n's assembly levels (tests switch it off to check
+// the Go ones).
+var walkAsm = hasWalkAsm
+
 // find6n is find6 for the first n (<= lanes) keys, walked level by level.
-func (t *ptrie) find6n(hi, lo *[lanes]uint64, ids *[lanes]uint32, n int) {
+func (t *ptrie) find6n(hi, lo *[lanes]uint64, ids *[lanes]uint32, n int, answers unsafe.Pointer) {
+	if walkAsm && n > 0 {
+		find6nAsm(&t.arena[0], &t.top[0], &hi[0], &ids[0], n, answers)
+		for k := range n {
+			if ids[k]&childFlag != 0 { // below the fixed levels: rare
+				ids[k] = t.find6(hi[k], lo[k])
+			}
+		}
+		return
+	}
 	a := t.arena
 	var e [lanes]uint32
 	var off [lanes]uint

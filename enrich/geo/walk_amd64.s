@@ -1,0 +1,104 @@
+#include "textflag.h"
+
+// STEP is stepMasked: entry AX, sub-block index CX (< 2^16) -> entry AX.
+// A leaf (bit 31 clear) walks the dummy node 0 with index 0 and is kept
+// by masking. Clobbers BX, CX, DX, R12, R13.
+#define STEP \
+	MOVL    AX, BX; \
+	SARL    $31, BX; \
+	MOVL    AX, DX; \
+	ANDL    $0x3fffffff, DX; \
+	ANDL    BX, DX; \
+	ANDL    BX, CX; \
+	MOVL    CX, R12; \
+	SHRL    $6, R12; \
+	LEAL    (R12)(R12*2), R12; \
+	ADDL    R12, DX; \
+	MOVQ    $2, R13; \
+	SHLQ    CX, R13; \
+	DECQ    R13; \
+	ANDQ    (SI)(DX*4), R13; \
+	POPCNTQ R13, R13; \
+	ADDL    8(SI)(DX*4), R13; \
+	MOVL    -4(SI)(R13*4), R13; \
+	ANDL    BX, R13; \
+	NOTL    BX; \
+	ANDL    BX, AX; \
+	ORL     R13, AX
+
+// func find6nAsm(arena *uint32, top *uint32, hi *uint64, ids *uint32, n int, answers unsafe.Pointer)
+//
+// find6n's four branch-free levels for n (1..lanes) keys, level by level,
+// into ids; a key still at a node after them (below /48, or /56 in a
+// dense /32) is left to the caller. The frame holds each lane's fourth-
+// level index, chosen at the third level by the entry's wide flag.
+TEXT ·find6nAsm(SB), NOSPLIT, $32-48
+	MOVQ arena+0(FP), SI
+	MOVQ hi+16(FP), R8
+	MOVQ ids+24(FP), R9
+	MOVQ n+32(FP), R10
+	MOVQ answers+40(FP), DI
+
+	MOVQ top+8(FP), BX
+	XORQ R11, R11
+l1:
+	MOVQ (R8)(R11*8), AX
+	SHRQ $48, AX
+	MOVL (BX)(AX*4), AX
+	MOVL AX, (R9)(R11*4)
+	INCQ R11
+	CMPQ R11, R10
+	JLT  l1
+
+	// /32: a 16-bit node.
+	XORQ R11, R11
+l2:
+	MOVL    (R9)(R11*4), AX
+	MOVQ    (R8)(R11*8), CX
+	SHRQ    $32, CX
+	MOVWLZX CX, CX
+	STEP
+	MOVL    AX, (R9)(R11*4)
+	INCQ    R11
+	CMPQ    R11, R10
+	JLT     l2
+
+	// /40 in a byte node, or /48 in a 16-bit node (then /48 or /56 next).
+	XORQ R11, R11
+l3:
+	MOVL    (R9)(R11*4), AX
+	MOVQ    (R8)(R11*8), DX
+	MOVQ    DX, CX
+	SHRQ    $24, CX
+	MOVBLZX CX, CX
+	MOVQ    DX, R12
+	SHRQ    $16, R12
+	MOVWLZX R12, R12
+	MOVQ    DX, R13
+	SHRQ    $16, R13
+	MOVBLZX R13, R13
+	SHRQ    $8, DX
+	MOVBLZX DX, DX
+	BTL     $30, AX
+	CMOVLCS R12, CX
+	CMOVLCS DX, R13
+	MOVL    R13, (SP)(R11*4)
+	STEP
+	MOVL    AX, (R9)(R11*4)
+	INCQ    R11
+	CMPQ    R11, R10
+	JLT     l3
+
+	XORQ R11, R11
+l4:
+	MOVL (R9)(R11*4), AX
+	MOVL (SP)(R11*4), CX
+	STEP
+	MOVL AX, (R9)(R11*4)
+	MOVL AX, DX
+	SHLQ $6, DX
+	PREFETCHT0 (DI)(DX*1) // the answer line, for the caller's fill
+	INCQ R11
+	CMPQ R11, R10
+	JLT  l4
+	RET
