@@ -75,7 +75,10 @@ func (db *DB) lookupChunk(addrs []netip.Addr, outs []*flowpb.Geo, c *chunk) {
 			n6++
 		}
 	}
-	for g := 0; g < n6; g += lanes {
+	if walkAsm && n6 > 0 {
+		db.t6.find6all(&c.hi, &c.lo, &c.id6, n6, unsafe.Pointer(&db.answers[0]))
+	}
+	for g := 0; g < n6 && !walkAsm; g += lanes {
 		db.t6.find6n((*[lanes]uint64)(c.hi[g:]), (*[lanes]uint64)(c.lo[g:]), (*[lanes]uint32)(c.id6[g:]), min(lanes, n6-g), unsafe.Pointer(&db.answers[0]))
 	}
 	for g := 0; g < n4; g += lanes {

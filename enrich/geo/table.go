@@ -532,6 +532,16 @@ const lanes = 8
 // the Go ones).
 var walkAsm = hasWalkAsm
 
+// find6all is find6n's assembly levels for n (1..chunkLen) keys at once.
+func (t *ptrie) find6all(hi, lo *[chunkLen]uint64, ids *[chunkLen]uint32, n int, answers unsafe.Pointer) {
+	find6nAsm(&t.arena[0], &t.top[0], &hi[0], &ids[0], n, answers)
+	for k := range n {
+		if ids[k]&childFlag != 0 { // below the fixed levels: rare
+			ids[k] = t.find6(hi[k], lo[k])
+		}
+	}
+}
+
 // find6n is find6 for the first n (<= lanes) keys, walked level by level.
 func (t *ptrie) find6n(hi, lo *[lanes]uint64, ids *[lanes]uint32, n int, answers unsafe.Pointer) {
 	if walkAsm && n > 0 {

@@ -151,6 +151,26 @@ func checkTrie(t *testing.T, name string, rng *rand.Rand, starts []u128, ids []u
 			}
 		}
 	}
+	// The whole-round assembly walk: groups of 1..chunkLen probes, cycling
+	// through the counts so that each is used (and the prime step shifts
+	// the groups against the probe list).
+	for i, n := 0, 1; v6 && hasWalkAsm && i < len(ps); i, n = i+n, (n+12)%chunkLen+1 {
+		var hi, lo [chunkLen]uint64
+		var got [chunkLen]uint32
+		var ans [1]answer
+		m := min(n, len(ps)-i)
+		for k := range m {
+			hi[k], lo[k] = ps[i+k].hi, ps[i+k].lo
+		}
+		tr.find6all(&hi, &lo, &got, m, unsafe.Pointer(&ans))
+		for k := range m {
+			if want := refFind(starts, ids, ps[i+k]); got[k] != want {
+				if bad++; bad <= 5 {
+					t.Errorf("%s: key %016x%016x in lane %d of %d: round walk %d, table %d", name, ps[i+k].hi, ps[i+k].lo, k, m, got[k], want)
+				}
+			}
+		}
+	}
 	var ws []u128
 	var wi []uint32
 	tr.walk(func(s u128, id uint32) { ws, wi = append(ws, s), append(wi, id) })

@@ -26,26 +26,51 @@
 	ANDL    BX, AX; \
 	ORL     R13, AX
 
+// PREFETCH_NODE prefetches the first line of the node of entry AX (node 0
+// for a leaf), which holds a byte node's words, for the next level's loop.
+#define PREFETCH_NODE \
+	MOVL       AX, BX; \
+	SARL       $31, BX; \
+	ANDL       AX, BX; \
+	ANDL       $0x3fffffff, BX; \
+	PREFETCHT0 (SI)(BX*4)
+
+// PREFETCH_WORD prefetches the /32 level's word for the /16 entry AX and
+// key (R8)(R11*8).
+#define PREFETCH_WORD \
+	MOVL       AX, BX; \
+	SARL       $31, BX; \
+	MOVQ       (R8)(R11*8), CX; \
+	SHRQ       $38, CX; \
+	ANDL       $0x3ff, CX; \
+	ANDL       BX, CX; \
+	ANDL       AX, BX; \
+	ANDL       $0x3fffffff, BX; \
+	LEAL       (CX)(CX*2), CX; \
+	ADDL       CX, BX; \
+	PREFETCHT0 (SI)(BX*4)
+
 // func find6nAsm(arena *uint32, top *uint32, hi *uint64, ids *uint32, n int, answers unsafe.Pointer)
 //
 // find6n's four branch-free levels for n (1..lanes) keys, level by level,
 // into ids; a key still at a node after them (below /48, or /56 in a
 // dense /32) is left to the caller. The frame holds each lane's fourth-
 // level index, chosen at the third level by the entry's wide flag.
-TEXT ·find6nAsm(SB), NOSPLIT, $32-48
+TEXT ·find6nAsm(SB), NOSPLIT, $256-48
 	MOVQ arena+0(FP), SI
 	MOVQ hi+16(FP), R8
 	MOVQ ids+24(FP), R9
 	MOVQ n+32(FP), R10
 	MOVQ answers+40(FP), DI
 
-	MOVQ top+8(FP), BX
+	MOVQ top+8(FP), R12
 	XORQ R11, R11
 l1:
 	MOVQ (R8)(R11*8), AX
 	SHRQ $48, AX
-	MOVL (BX)(AX*4), AX
+	MOVL (R12)(AX*4), AX
 	MOVL AX, (R9)(R11*4)
+	PREFETCH_WORD
 	INCQ R11
 	CMPQ R11, R10
 	JLT  l1
@@ -59,6 +84,7 @@ l2:
 	MOVWLZX CX, CX
 	STEP
 	MOVL    AX, (R9)(R11*4)
+	PREFETCH_NODE
 	INCQ    R11
 	CMPQ    R11, R10
 	JLT     l2
@@ -85,6 +111,7 @@ l3:
 	MOVL    R13, (SP)(R11*4)
 	STEP
 	MOVL    AX, (R9)(R11*4)
+	PREFETCH_NODE
 	INCQ    R11
 	CMPQ    R11, R10
 	JLT     l3
