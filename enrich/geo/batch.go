@@ -9,11 +9,14 @@ import (
 )
 
 // LookupBatch is Lookup for many addresses: outs[i] gets the answer for
-// addrs[i] (outs must be at least as long). Addresses are walked in groups
-// of up to eight of one family, level by level (find6n, find4n), so the
-// cache misses of the group overlap: on the real IPv6 data that is several
-// times the throughput of one-by-one lookups, which wait for each miss
-// chain in turn. It counts in t like LookupPairTallied; t must not be nil.
+// addrs[i] (outs must be at least as long). Addresses are taken in rounds
+// of up to chunkLen (see lookupChunk); within a round the IPv6 keys walk
+// the trie together, level by level, with the next level's lines
+// prefetched (find6all), and the IPv4 keys eight at a time (find4n), so
+// the cache misses of the round overlap: on the real IPv6 data that is
+// several times the throughput of one-by-one lookups, which wait for each
+// miss chain in turn. It counts in t like LookupPairTallied; t must not be
+// nil.
 func (db *DB) LookupBatch(addrs []netip.Addr, outs []*flowpb.Geo, t *Tally) {
 	outs = outs[:len(addrs)]
 	n := uint64(len(addrs))
@@ -31,7 +34,7 @@ func (db *DB) LookupBatch(addrs []netip.Addr, outs []*flowpb.Geo, t *Tally) {
 
 // chunkLen is how many addresses LookupBatch takes per round: a multiple of
 // lanes, large enough that the walks of one round follow each other without
-// decoding or filling in between.
+// decoding or filling in between (32 measured 1.07-1.08 of 64).
 const chunkLen = 8 * lanes
 
 // chunk holds one round of LookupBatch: the keys sorted into families, the

@@ -162,7 +162,7 @@ l4b:
 	MOVL       AX, (R9)(R11*4)
 	MOVL       AX, DX
 	SHLQ       $6, DX
-	PREFETCHT0 (DI)(DX*1) // the answer line, for the caller's fill
+	PREFETCHT0 (DI)(DX*1) // the answer line, for the fill (a stray address for a key still at a node: prefetches do not fault)
 	INCQ       R11
 	CMPQ       R11, R10
 	JLT        l4b
