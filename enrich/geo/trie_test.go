@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"testing"
+	"unsafe"
 )
 
 // refFind is the answer of a flat table by binary search over its starts
@@ -124,16 +125,19 @@ func checkTrie(t *testing.T, name string, rng *rand.Rand, starts []u128, ids []u
 	for i, n := 0, 1; i < len(ps); i, n = i+n, n%lanes+1 {
 		var hi, lo [lanes]uint64
 		var ip, got [lanes]uint32
+		var ans [1]answer // what the walk prefetches from (any address would do)
 		m := min(n, len(ps)-i)
 		for k := range m {
 			hi[k], lo[k], ip[k] = ps[i+k].hi, ps[i+k].lo, uint32(ps[i+k].hi>>32)
 		}
-		for pass := range 2 { // IPv4: both third-level walks
+		for pass := range 2 { // IPv4: both third-level walks; IPv6: the Go and the assembly levels
 			if v6 {
-				if pass == 1 {
+				if pass == 1 && !hasWalkAsm {
 					break
 				}
-				tr.find6n(&hi, &lo, &got, m)
+				walkAsm = pass == 1
+				tr.find6n(&hi, &lo, &got, m, unsafe.Pointer(&ans))
+				walkAsm = hasWalkAsm
 			} else {
 				tr.find4n(&ip, &got, m)
 				tr.deep4 = !tr.deep4
@@ -141,8 +145,28 @@ func checkTrie(t *testing.T, name string, rng *rand.Rand, starts []u128, ids []u
 			for k := range m {
 				if want := refFind(starts, ids, ps[i+k]); got[k] != want {
 					if bad++; bad <= 5 {
-						t.Errorf("%s: key %016x%016x in lane %d of %d: batch walk %d, table %d", name, ps[i+k].hi, ps[i+k].lo, k, m, got[k], want)
+						t.Errorf("%s: key %016x%016x in lane %d of %d (pass %d): batch walk %d, table %d", name, ps[i+k].hi, ps[i+k].lo, k, m, pass, got[k], want)
 					}
+				}
+			}
+		}
+	}
+	// The whole-round assembly walk: groups of 1..chunkLen probes, cycling
+	// through the counts so that each is used (and the prime step shifts
+	// the groups against the probe list).
+	for i, n := 0, 1; v6 && hasWalkAsm && i < len(ps); i, n = i+n, (n+12)%chunkLen+1 {
+		var hi, lo [chunkLen]uint64
+		var got [chunkLen]uint32
+		var ans [1]answer
+		m := min(n, len(ps)-i)
+		for k := range m {
+			hi[k], lo[k] = ps[i+k].hi, ps[i+k].lo
+		}
+		tr.find6all(&hi, &lo, &got, m, unsafe.Pointer(&ans))
+		for k := range m {
+			if want := refFind(starts, ids, ps[i+k]); got[k] != want {
+				if bad++; bad <= 5 {
+					t.Errorf("%s: key %016x%016x in lane %d of %d: round walk %d, table %d", name, ps[i+k].hi, ps[i+k].lo, k, m, got[k], want)
 				}
 			}
 		}
