@@ -20,8 +20,19 @@ import (
 func TestOffHeapReleased(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a.csv")
 	writeFile(t, path, "1.0.0.0,1.0.0.255,13335,Cloudflare\n2606:4700::,2606:4700::ffff,13335,Cloudflare\n")
-	runtime.GC()
+	// Earlier tests' unreachable DBs are unmapped by cleanups that run
+	// asynchronously: wait until none is pending, or one landing between
+	// the two reads below would look like one of ours released early.
 	base := offHeapLive.Load()
+	for stable := 0; stable < 3; {
+		runtime.GC()
+		time.Sleep(5 * time.Millisecond)
+		if now := offHeapLive.Load(); now != base {
+			base, stable = now, 0
+		} else {
+			stable++
+		}
+	}
 	var dbs []*DB
 	for range 20 {
 		db := openFiles(t, path)
