@@ -95,6 +95,12 @@ func runCollect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(ifaces) > 0 {
 		env.cfg.Collector.Interfaces = ifaces
 	}
+	if *pcap != "" {
+		// A usage error before any broker is contacted.
+		if _, err := os.Stat(*pcap); err != nil {
+			return usagef("--pcap: %v", err)
+		}
+	}
 	if err := env.ensureTopics(ctx); err != nil {
 		return err
 	}
