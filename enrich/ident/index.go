@@ -41,12 +41,16 @@ type Index struct {
 	// 4-byte anchor pass nearly every offset of a hex token.
 	anchor []uint64
 	ashift uint
-	// pair has one bit per first two bytes of the window-eligible forms:
-	// 8 KiB, so it answers from L1 cache. Base64 encodings of digit and
-	// hex values start with few distinct pairs, so most offsets of a long
-	// base64 token (cookies, signatures) stop here before the anchor's
-	// cache miss; hex pairs are all taken at scale and fall through.
-	pair [1 << 16 / 64]uint64
+	// gram has one bit per hashed 8 bytes found at offsets 0..gramSpan-1
+	// of a window-eligible form. Every window of class c at least
+	// gramStride[c]+7 long covers an offset that is a multiple of
+	// gramStride[c] within its first gramStride[c] bytes, so a run is
+	// screened at those sampled offsets only, and the anchor is tested at
+	// the gramStride[c] offsets before a sample that hits: a fifth to a
+	// seventh of the lookups of testing every offset.
+	gram       []uint64
+	gshift     uint
+	gramStride [numClasses]int
 	// anchorLen is the same keyed by (prefix, window length): the second
 	// test before a window is hashed.
 	anchorLen []uint64
@@ -145,6 +149,7 @@ type Builder struct {
 	filterCount int
 	prefixes    map[uint64]struct{}
 	prefixLens  map[prefixLen]struct{}
+	grams       []uint64 // 8 bytes at each offset < gramSpan of every window form
 	probeKeys   []uint64 // probeKey of every form, set into probeFilter by Build
 	// probeFilter builds the whole-run probe filter. Off by default: with
 	// the table cached (the benchmarks) it costs ~5 % on headers; whether
@@ -219,8 +224,9 @@ func (b *Builder) Add(id Identifier) error {
 		}
 		if c, ok := windowClass(f, cls, len(b.norm)); ok {
 			b.prefixes[le64(b.norm)] = struct{}{}
-			pr := le64(b.norm) & 0xffff
-			b.idx.pair[pr>>6] |= 1 << (pr & 63)
+			for j := 0; j < gramSpan && j+8 <= len(b.norm); j++ {
+				b.grams = append(b.grams, le64(b.norm[j:]))
+			}
 			b.prefixLens[prefixLen{le64(b.norm), len(b.norm)}] = struct{}{}
 			b.addWindow(c, len(b.norm), h)
 		}
@@ -305,7 +311,18 @@ func (b *Builder) Build() *Index {
 		i := idx.anchorLenBit(p.p, p.n)
 		idx.anchorLen[i>>6] |= 1 << (i & 63)
 	}
-	b.prefixes, b.prefixLens = nil, nil // prefixes are plaintext fragments: drop them
+	abits = 16
+	for 1<<abits < len(b.grams)*32 && abits < 26 {
+		abits++
+	}
+	idx.gram = make([]uint64, 1<<abits/64)
+	idx.gshift = 64 - abits
+	for _, g := range b.grams {
+		i := idx.gramBit(g)
+		idx.gram[i>>6] |= 1 << (i & 63)
+	}
+	// prefixes and grams are plaintext fragments: drop them
+	b.prefixes, b.prefixLens, b.grams = nil, nil, nil
 	if b.probeFilter {
 		pbits := uint(16)
 		for 1<<pbits < len(b.probeKeys)*8 && pbits < 30 {
@@ -337,6 +354,9 @@ func (b *Builder) Build() *Index {
 			m = minForm
 		}
 		idx.minRun[c] = m
+		if ws := idx.wins[c]; len(ws) > 0 {
+			idx.gramStride[c] = min(gramSpan, ws[0]-7)
+		}
 		idx.visit[c] = idx.lens[c]
 		from := 1024
 		if ws := idx.wins[c]; len(ws) > 0 {
@@ -370,9 +390,14 @@ func (x *Index) mayHold(first, last uint64, n int) bool {
 	return x.probeFilter[i>>6]&(1<<(i&63)) != 0
 }
 
-func (x *Index) inPair(p uint64) bool {
-	pr := p & 0xffff
-	return x.pair[pr>>6]&(1<<(pr&63)) != 0
+func (x *Index) gramBit(g uint64) uint64 {
+	h := (g ^ x.seed) * 0xD6E8FEB86659FD93
+	return (h ^ h>>32) * 0x9E3779B97F4A7C15 >> x.gshift
+}
+
+func (x *Index) inGram(g uint64) bool {
+	i := x.gramBit(g)
+	return x.gram[i>>6]&(1<<(i&63)) != 0
 }
 
 func (x *Index) anchorBit(p uint64) uint64 {
@@ -482,7 +507,7 @@ func (x *Index) Stats() Stats {
 		Devices: len(x.devices),
 		Entries: x.count,
 		Slots:   len(x.keys),
-		Bytes:   len(x.keys)*12 + len(x.filter)*8 + len(x.anchor)*8 + len(x.anchorLen)*8 + len(x.probeFilter)*8,
+		Bytes:   len(x.keys)*12 + len(x.filter)*8 + len(x.anchor)*8 + len(x.gram)*8 + len(x.anchorLen)*8 + len(x.probeFilter)*8,
 		WindowLen: map[string][]int{
 			"hexsep": append([]int(nil), x.wins[clsHexSep]...),
 			"base64": append([]int(nil), x.wins[clsB64]...),

@@ -37,6 +37,7 @@ const (
 	minForm      = 4    // shorter forms are not indexed: they would match words
 	minWindow    = 8    // shortest form searched inside longer runs
 	minB64Decode = 12   // shortest base64 run tried as an encoded layer
+	gramSpan     = 7    // longest sampling stride of window screening (Index.gram)
 )
 
 // narrowOrder lists run classes from the narrowest character set to the widest.
@@ -383,60 +384,84 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 		ws = x.refWins[c]
 	}
 	last := len(run) - ws[0]
-	for off := 0; off <= last; off++ {
-		p := le64(run[off:]) | fold
-		if !s.reference && !(x.inPair(p) && x.inAnchor(p)) {
-			continue
-		}
-		for _, w := range ws {
-			if off+w > len(run) {
-				break
-			}
-			if w == len(run) {
-				continue // the whole run was probed already
-			}
-			// An unpadded base64 form whose last character is a partial
-			// quantum is a prefix of the encoding of any longer value with
-			// the same start: only accept it where the run ends.
-			if c == clsB64 && w%4 != 0 && off+w < len(run) {
-				continue
-			}
-			if !x.inAnchorLen(p, w) && !s.reference {
-				continue
-			}
-			win := run[off : off+w]
-			upper := false
-			if c == clsHexSep {
-				// A number inside a longer number is another number: all-digit
-				// windows are left to the digit class, which probes whole runs.
-				digits := true
-				s.norm = s.norm[:0]
-				for _, b := range win {
-					digits = digits && b >= '0' && b <= '9'
-					upper = upper || b >= 'A' && b <= 'F'
-					s.norm = append(s.norm, b|0x20)
-				}
-				if digits {
-					continue
-				}
-				win = s.norm
-			}
-			if s.budgetWin <= 0 {
-				s.exhausted = true
+	if s.reference {
+		for off := 0; off <= last; off++ {
+			if s.windowsAt(run, st, off, le64(run[off:])|fold, c, layer, ws) {
 				return
 			}
-			s.budgetWin--
-			h := x.hash(win)
-			if !x.inFilter(h) && !s.reference {
-				continue
-			}
-			before := len(s.hits)
-			s.lookup(h, st+off, w, layer, upper, win)
-			if c == clsB64 && len(s.hits) > before && b64GluedDigits(run, off, w) {
-				s.hits = s.hits[:before]
+		}
+		return
+	}
+	// Sampled screening (Index.gram): the window at off covers the sample
+	// q in [off, off+stride), and q+8 <= off+ws[0] <= len(run).
+	stride := x.gramStride[c]
+	for q := 0; q <= last+stride-1; q += stride {
+		if !x.inGram(le64(run[q:]) | fold) {
+			continue
+		}
+		for off := max(0, q-stride+1); off <= min(q, last); off++ {
+			p := le64(run[off:]) | fold
+			if x.inAnchor(p) && s.windowsAt(run, st, off, p, c, layer, ws) {
+				return // window budget spent
 			}
 		}
 	}
+}
+
+// windowsAt tries every window length of class c at offset off of run
+// (which starts at data offset st); p is the window's folded first 8 bytes.
+// It reports whether the window budget ran out.
+func (s *Scanner) windowsAt(run []byte, st, off int, p uint64, c, layer int, ws []int) bool {
+	x := s.idx
+	for _, w := range ws {
+		if off+w > len(run) {
+			break
+		}
+		if w == len(run) {
+			continue // the whole run was probed already
+		}
+		// An unpadded base64 form whose last character is a partial
+		// quantum is a prefix of the encoding of any longer value with
+		// the same start: only accept it where the run ends.
+		if c == clsB64 && w%4 != 0 && off+w < len(run) {
+			continue
+		}
+		if !x.inAnchorLen(p, w) && !s.reference {
+			continue
+		}
+		win := run[off : off+w]
+		upper := false
+		if c == clsHexSep {
+			// A number inside a longer number is another number: all-digit
+			// windows are left to the digit class, which probes whole runs.
+			digits := true
+			s.norm = s.norm[:0]
+			for _, b := range win {
+				digits = digits && b >= '0' && b <= '9'
+				upper = upper || b >= 'A' && b <= 'F'
+				s.norm = append(s.norm, b|0x20)
+			}
+			if digits {
+				continue
+			}
+			win = s.norm
+		}
+		if s.budgetWin <= 0 {
+			s.exhausted = true
+			return true
+		}
+		s.budgetWin--
+		h := x.hash(win)
+		if !x.inFilter(h) && !s.reference {
+			continue
+		}
+		before := len(s.hits)
+		s.lookup(h, st+off, w, layer, upper, win)
+		if c == clsB64 && len(s.hits) > before && b64GluedDigits(run, off, w) {
+			s.hits = s.hits[:before]
+		}
+	}
+	return false
 }
 
 // b64GluedDigits reports whether the base64 window run[off:off+w], decoded
