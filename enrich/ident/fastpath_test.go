@@ -182,6 +182,19 @@ func TestFastPathEqualsReference(t *testing.T) {
 		})
 	}
 	g := &corpusGen{rng: rng, forms: forms}
+	// The same index without the whole-run probe filter (NewBuilder's
+	// default is with it) must agree too.
+	b, err := NewBuilder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.probeFilter = false
+	for _, id := range ids {
+		if err := b.Add(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noFilter := b.Build().NewScanner()
 	fast, ref := idx.NewScanner(), idx.NewScanner()
 	ref.reference = true
 	docs, matches := 6000, 0
@@ -199,6 +212,9 @@ func TestFastPathEqualsReference(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Fatalf("doc %d finder %d %q:\nfast      %v\nreference %v", i, f, d, got, want)
 			}
+		}
+		if got := scanStrings(noFilter, d); !slices.Equal(sorted(got), want) {
+			t.Fatalf("doc %d without probe filter %q:\nfast      %v\nreference %v", i, d, got, want)
 		}
 		matches += len(want)
 	}
@@ -324,4 +340,9 @@ func FuzzFastPathEqualsReference(f *testing.F) {
 			}
 		}
 	})
+}
+
+func sorted(s []string) []string {
+	slices.Sort(s)
+	return s
 }

@@ -114,7 +114,6 @@ func TestProbeFilterHoldsEveryForm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.probeFilter = true
 	for _, id := range ids {
 		if err := b.Add(id); err != nil {
 			t.Fatal(err)
