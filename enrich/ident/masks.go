@@ -93,17 +93,29 @@ func classMasksGo(data []byte, out []uint64) {
 
 // Special bytes: whether a layer holds any of them decides whether the
 // decoders that need them run at all (decodeLayers), so a layer without
-// '%', '+', '\\' or 0x1f is not searched for them once per decoder.
+// '%', '+', '\\' or 0x1f is not searched for them once per decoder, and a
+// layer without control or high bytes is not sampled for binary content.
 const (
 	spPct       = 1 << iota // '%': URL escapes
 	spPlus                  // '+': URL-encoded spaces
 	spBackslash             // '\\': JSON escapes
 	spGzip                  // 0x1f: first byte of the gzip magic
+	spCtl                   // 0x01-0x1f but tab, CR, LF: not text (NUL pads the last block)
+	spHigh                  // 0x7f-0xff: not text
 	spAll       = 1<<iota - 1
 )
 
 var specialBits = func() (t [256]uint8) {
-	t['%'], t['+'], t['\\'], t[0x1f] = spPct, spPlus, spBackslash, spGzip
+	t['%'], t['+'], t['\\'] = spPct, spPlus, spBackslash
+	for c := 1; c < 0x20; c++ {
+		if c != '\t' && c != '\r' && c != '\n' {
+			t[c] = spCtl
+		}
+	}
+	t[0x1f] |= spGzip
+	for c := 0x7f; c < 256; c++ {
+		t[c] = spHigh
+	}
 	return t
 }()
 

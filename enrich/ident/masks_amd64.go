@@ -12,10 +12,13 @@ var hasMaskAsm = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512D
 // the byte permutation reversing each quadword, the unit bytes 1<<c at
 // byte c of each quadword (the transpose's operand), and the permutation
 // moving byte c of quadword g to byte g of quadword c; then the special
-// bits of bytes 0..127 (bytes >= 0x80 have none).
-var maskConsts = func() (t [128 + 4*64 + 128]byte) {
+// bits of bytes 0..127, and a vector of those of bytes >= 0x80.
+var maskConsts = func() (t [128 + 4*64 + 128 + 64]byte) {
 	copy(t[:128], maskBits[:128])
 	copy(t[384:], specialBits[:128])
+	for i := 512; i < len(t); i++ {
+		t[i] = specialBits[0x80]
+	}
 	for i := 0; i < 64; i++ {
 		g, j := i/8, i%8
 		t[128+i] = maskBits[0x80]
@@ -28,8 +31,8 @@ var maskConsts = func() (t [128 + 4*64 + 128]byte) {
 
 func init() {
 	for b := 0x80; b < 256; b++ {
-		if maskBits[b] != maskBits[0x80] || specialBits[b] != 0 {
-			panic("ident: the mask kernel assumes all bytes >= 0x80 share one class set and no special bit")
+		if maskBits[b] != maskBits[0x80] || specialBits[b] != specialBits[0x80] {
+			panic("ident: the mask kernel assumes all bytes >= 0x80 share one class set and one special set")
 		}
 	}
 }

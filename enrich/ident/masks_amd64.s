@@ -12,7 +12,7 @@
 // quadword. The block's eight masks leave in one 64-byte store, which the
 // longStarts kernel's 64-byte load can forward from (eight 8-byte stores
 // cannot be forwarded to a wider load). A second table lookup ORs each
-// byte's special bits (specialBits) into *acc.
+// byte's special bits (specialBits; Z12 those of bytes >= 0x80) into *acc.
 TEXT ·classMasksVBMI(SB), NOSPLIT, $0-40
 	MOVQ data+0(FP), SI
 	MOVQ nblk+8(FP), CX
@@ -28,7 +28,7 @@ TEXT ·classMasksVBMI(SB), NOSPLIT, $0-40
 	VMOVDQU64 384(AX), Z8
 	VMOVDQU64 448(AX), Z9
 	VMOVDQU64 (R9), Z10
-	VPXORQ    Z12, Z12, Z12
+	VMOVDQU64 512(AX), Z12
 	TESTQ CX, CX
 	JLE   done
 

@@ -624,8 +624,10 @@ func (s *Scanner) decodeLayers(data []byte, layer int) {
 		s.inflate(data, next, compZlib)
 	}
 	// Text encodings are only peeled off text: binary payload (TLS records,
-	// media) would "decode" to more binary at the cost of rescans.
-	if looksBinary(data) {
+	// media) would "decode" to more binary at the cost of rescans. Without
+	// a control or high byte (nor a NUL, which pads the masks' last block
+	// and so has no special bit) the sample is all text.
+	if (sp&(spCtl|spHigh) != 0 || bytes.IndexByte(data[:min(len(data), 128)], 0) >= 0) && looksBinary(data) {
 		return
 	}
 	if s.reference {
