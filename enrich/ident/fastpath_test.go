@@ -346,3 +346,43 @@ func sorted(s []string) []string {
 	slices.Sort(s)
 	return s
 }
+
+// TestWindowAtEveryOffset: a MAC without separators (the shortest hex
+// window) and the base64 of an IMEI (the shortest base64 window class) glued
+// at every offset of a longer run of their class are found at that offset:
+// the sampled window screen (Index.gram) must not skip any start position.
+func TestWindowAtEveryOffset(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Secret = "offset-secret-0123456789"
+	idx, errs, err := BuildIndex(cfg, []Identifier{
+		{Device: "d", Type: TypeWiFiMAC, Value: "a4:50:46:12:34:56"},
+		{Device: "d", Type: TypeIMEI, Value: "865123456789018"},
+	})
+	if err != nil || len(errs) > 0 {
+		t.Fatal(err, errs)
+	}
+	if s := idx.gramStride; s[clsHexSep] < 2 || s[clsB64] < 2 {
+		t.Fatalf("strides %v: nothing sampled, the test would not test the screen", s)
+	}
+	sc := idx.NewScanner()
+	cases := []struct{ value, alpha, typ string }{
+		{"a45046123456", "fedcba9876543210", "wifi_mac"},
+		{base64.StdEncoding.EncodeToString([]byte("865123456789018")), "QWERTYqwerty", "imei"},
+	}
+	for _, c := range cases {
+		for k := 0; k < 3*gramSpan; k++ {
+			for tail := 0; tail < gramSpan; tail += 3 {
+				run := strings.Repeat(c.alpha, 4)
+				doc := "v=" + run[:k] + c.value + run[:tail] + "&"
+				want := 2 + k
+				found := false
+				sc.Scan("x", []byte(doc), true, func(m *flowpb.IdentifierMatch) {
+					found = found || int(m.Offset) == want && m.IdentifierType == c.typ
+				})
+				if !found {
+					t.Fatalf("%q: no match at offset %d", doc, want)
+				}
+			}
+		}
+	}
+}
