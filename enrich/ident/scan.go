@@ -212,7 +212,10 @@ func (s *Scanner) scanField(field string, data []byte, cleartext bool, emit func
 
 // suppressed drops hit i when an earlier-or-better hit of the same device and
 // identifier covers it: the same form at a shallower layer (the decoded view
-// repeats what was already seen), or, in the same layer, a strictly longer
+// repeats what was already seen) or earlier in the same layer (the earliest
+// occurrence is reported, whichever class run found it first: the fast
+// paths skip redundant probes, so discovery order differs between them and
+// the reference), or, in the same layer, a strictly longer
 // match containing it ("+919812345678" contains its national number).
 func (s *Scanner) suppressed(i int) bool {
 	a := s.hits[i]
@@ -220,7 +223,7 @@ func (s *Scanner) suppressed(i int) bool {
 		if j == i || !sameIdent(a.o, b.o) {
 			continue
 		}
-		if a.f == b.f && (b.layer < a.layer || b.layer == a.layer && j < i) {
+		if a.f == b.f && (b.layer < a.layer || b.layer == a.layer && (b.off < a.off || b.off == a.off && j < i)) {
 			return true
 		}
 		if a.layer == b.layer && b.n > a.n && b.off <= a.off && a.off+a.n <= b.off+b.n {
