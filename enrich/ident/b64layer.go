@@ -111,3 +111,45 @@ var nonPrintable = func() (t [256]int) {
 	}
 	return t
 }()
+
+// b64Rejected reports, looking only at the first character of each
+// quantum, that b64Layer is sure to refuse the base64 run src: that
+// character's sextet is the top six bits of the quantum's first decoded
+// byte, which can be text as plausibleLayer counts it only for sextets 2
+// and 3 (tab, LF, CR) and 8..31 (0x20..0x7f). So every other lead is a
+// non-printable byte, and more of them than plausibleLayer allows refuse
+// the run, unless it may be a compressed stream ('H' leads the base64 of
+// a gzip header, 'e' that of a zlib one). Random tokens (session ids,
+// signatures) are the common base64 runs in headers, and two of three of
+// their leads are not text: this refuses them without decoding, in a loop
+// without data-dependent branches.
+func b64Rejected(src []byte) bool {
+	if len(src) == 0 || src[0] == 'H' || src[0] == 'e' {
+		return false
+	}
+	n := len(src)
+	for n > 0 && src[n-1] == '=' {
+		n--
+	}
+	dec := n / 4 * 3 // bytes b64Layer decodes
+	if r := n % 4; r >= 2 {
+		dec += r - 1
+	}
+	bad := 0
+	for i := 0; i+4 <= n; i += 4 {
+		bad += int(nonTextLead[src[i]])
+	}
+	return bad*10 > dec
+}
+
+// nonTextLead is 1 for base64 characters whose sextet cannot start a byte
+// plausibleLayer counts as text (and 0 for other bytes: b64Layer refuses
+// those anyway).
+var nonTextLead = func() (t [256]uint8) {
+	for c := range t {
+		if v := b64Val[c]; v != 0xff && !(v == 2 || v == 3 || v >= 8 && v <= 31) {
+			t[c] = 1
+		}
+	}
+	return t
+}()

@@ -656,6 +656,8 @@ func (s *Scanner) decodeLayers(data []byte, layer int) {
 		if s.reference {
 			out, ok = b64Decode(s.layerBuf[next][:0], data[span.s:span.e])
 			ok = ok && plausibleLayer(out)
+		} else if b64Rejected(data[span.s:span.e]) {
+			continue
 		} else {
 			out, ok = b64Layer(s.layerBuf[next][:0], data[span.s:span.e])
 		}
