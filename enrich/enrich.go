@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -118,6 +119,56 @@ type Worker struct {
 	scanner *ident.Scanner
 	red     redactor
 	geoN    geo.Tally
+	// Prefetch state: the records whose GeoIP answers are filled in, in
+	// the order Enrich is expected to see them, and the next one.
+	pre     []*flowpb.FlowRecord
+	preNext int
+	addrs   []netip.Addr
+	outs    []*flowpb.Geo
+}
+
+// Prefetch looks up the GeoIP answers of recs, the next records Enrich will
+// be given, in one batch (geo.DB.LookupBatch: the lookups walk the tries
+// together so that their cache misses overlap, where one record at a time
+// waits for each miss chain in turn); Enrich then keeps them instead of
+// looking up again. It fits transport.Stage.Prefetch. A record enriched out
+// of that order is simply looked up.
+func (w *Worker) Prefetch(recs []*flowpb.FlowRecord) {
+	w.pre, w.preNext = w.pre[:0], 0
+	g := w.e.geo
+	if g == nil {
+		return
+	}
+	w.addrs, w.outs = w.addrs[:0], w.outs[:0]
+	for _, rec := range recs {
+		src, dst := schema.Addr(rec.SrcAddr), schema.Addr(rec.DstAddr)
+		if !src.IsValid() || !dst.IsValid() {
+			continue
+		}
+		en := enrichment(rec)
+		w.addrs = append(w.addrs, src, dst)
+		w.outs = append(w.outs, en.SrcGeo, en.DstGeo)
+		w.pre = append(w.pre, rec)
+	}
+	g.LookupBatch(w.addrs, w.outs, &w.geoN)
+	clear(w.outs) // holds no records' messages beyond the batch
+}
+
+// enrichment returns rec's Enrichment with both Geo messages, adding what
+// is missing.
+func enrichment(rec *flowpb.FlowRecord) *flowpb.Enrichment {
+	en := rec.Enrichment
+	if en == nil {
+		en = &flowpb.Enrichment{}
+		rec.Enrichment = en
+	}
+	if en.SrcGeo == nil {
+		en.SrcGeo = &flowpb.Geo{}
+	}
+	if en.DstGeo == nil {
+		en.DstGeo = &flowpb.Geo{}
+	}
+	return en
 }
 
 // NewWorker returns a Worker; create one per goroutine.
@@ -138,13 +189,11 @@ func (w *Worker) Enrich(rec *flowpb.FlowRecord) {
 	en.Matches = en.Matches[:0]
 	en.EnrichedNs = w.e.now().UnixNano()
 	src, dst := schema.Addr(rec.SrcAddr), schema.Addr(rec.DstAddr)
-	if g := w.e.geo; g != nil && src.IsValid() && dst.IsValid() {
-		if en.SrcGeo == nil {
-			en.SrcGeo = &flowpb.Geo{}
-		}
-		if en.DstGeo == nil {
-			en.DstGeo = &flowpb.Geo{}
-		}
+	if w.preNext < len(w.pre) && w.pre[w.preNext] == rec {
+		w.pre[w.preNext] = nil
+		w.preNext++ // looked up by Prefetch
+	} else if g := w.e.geo; g != nil && src.IsValid() && dst.IsValid() {
+		en = enrichment(rec)
 		g.LookupPairTallied(src, dst, en.SrcGeo, en.DstGeo, &w.geoN)
 	}
 	if inv := w.e.inv; inv != nil {

@@ -268,6 +268,8 @@ func Enrich(ctx context.Context, cfg *Config, in transport.Reader, out, dlq tran
 		// Keyed by attributed device (else source address) so a device's
 		// detector state lives on one detect instance.
 		Key: transport.FlowKey,
+		// GeoIP answers of 16 records at a time, in one batch.
+		Prefetch: w.Prefetch,
 		Process: func(_ context.Context, rec *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
 			w.Enrich(rec)
 			emit(rec)

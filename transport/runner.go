@@ -31,6 +31,16 @@ type Stage[In, Out proto.Message] struct {
 	// wrap the error with Fatal to stop the stage instead (the batch is then
 	// not committed and will be re-delivered).
 	Process func(ctx context.Context, in In, emit func(Out)) error
+	// Prefetch, when set, receives groups of up to PrefetchGroup consecutive
+	// decoded inputs before Process is called for each of them, in order,
+	// so that the stage can start work that is faster done for many inputs
+	// at once (the enrich stage looks up all their GeoIP answers in one
+	// batch, whose cache misses overlap). The inputs stay valid until the
+	// last of them was processed. It must not change what Process does
+	// with any input other than by doing part of its work ahead.
+	Prefetch func(ins []In)
+	// PrefetchGroup is the largest group Prefetch receives (0: 16).
+	PrefetchGroup int
 	// Key appends the Kafka key of out to dst; nil means DefaultKey.
 	Key func(dst []byte, out Out) []byte
 	// Checkpoint, when set, keeps state the stage holds across records in
@@ -506,11 +516,54 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 		}
 		cur.spans = append(cur.spans, span{start, k, len(cur.arena)})
 	}
+	process := func(s *slot, m *Message, in In) error {
+		nArena, nSpans := len(cur.arena), len(cur.spans)
+		encErr = nil
+		perr := st.Process(c.wctx, in, emit)
+		if perr == nil && encErr != nil {
+			perr = fmt.Errorf("encode output: %w", encErr)
+		}
+		if perr != nil {
+			if IsFatal(perr) {
+				return fmt.Errorf("%s: %w", st.Name, perr)
+			}
+			cur.arena, cur.spans = cur.arena[:nArena], cur.spans[:nSpans] // drop partial outputs
+			if err := c.deadLetter(s, m, "process", perr.Error()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var grp *prefetchGroup[In]
+	if st.Prefetch != nil {
+		grp = newPrefetchGroup[In](st.PrefetchGroup, c.dec)
+	}
 	fill := func(s *slot, batch []Message) error {
 		cur = &bufs[s.id]
 		cur.arena, cur.spans = cur.arena[:0], cur.spans[:0]
-		for i := range batch {
+		for i := 0; i < len(batch); {
+			if grp != nil {
+				// Decode a group, prefetch, then process or dead-letter
+				// its records in input order.
+				i = grp.decode(batch, i, func(m *Message) bool { return st.Checkpoint != nil && inState(m) })
+				if len(grp.ready) > 0 {
+					st.Prefetch(grp.ready)
+				}
+				for _, it := range grp.items {
+					var err error
+					if it.class != "" {
+						err = c.deadLetter(s, it.m, it.class, it.reason)
+					} else {
+						err = process(s, it.m, grp.ins[it.slot])
+					}
+					if err != nil {
+						return err
+					}
+				}
+				continue
+			}
 			m := &batch[i]
+			i++
 			if st.Checkpoint != nil && inState(m) {
 				continue
 			}
@@ -520,20 +573,8 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 				}
 				continue
 			}
-			nArena, nSpans := len(cur.arena), len(cur.spans)
-			encErr = nil
-			perr := st.Process(c.wctx, in, emit)
-			if perr == nil && encErr != nil {
-				perr = fmt.Errorf("encode output: %w", encErr)
-			}
-			if perr != nil {
-				if IsFatal(perr) {
-					return fmt.Errorf("%s: %w", st.Name, perr)
-				}
-				cur.arena, cur.spans = cur.arena[:nArena], cur.spans[:nSpans] // drop partial outputs
-				if err := c.deadLetter(s, m, "process", perr.Error()); err != nil {
-					return err
-				}
+			if err := process(s, m, in); err != nil {
+				return err
 			}
 		}
 		if st.Checkpoint != nil {
@@ -555,6 +596,58 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 		return nil
 	}
 	return c.pipeline(ctx, fill, flush)
+}
+
+// prefetchGroup holds a group of decoded inputs for Stage.Prefetch: each in
+// its own message with its own decoder (a flow decoder's arena backs one
+// record at a time).
+type prefetchGroup[In proto.Message] struct {
+	ins   []In
+	decs  []decoder
+	ready []In // the decoded inputs of the current group, in order
+	items []prefetchItem
+}
+
+// prefetchItem is one record of a group: decoded into ins[slot], or a
+// decoding failure to dead-letter.
+type prefetchItem struct {
+	m             *Message
+	slot          int
+	class, reason string
+}
+
+func newPrefetchGroup[In proto.Message](n int, dec decoder) *prefetchGroup[In] {
+	if n <= 0 {
+		n = 16
+	}
+	g := &prefetchGroup[In]{ins: make([]In, n), decs: make([]decoder, n)}
+	for k := range g.ins {
+		g.ins[k] = newMessage[In]()
+		g.decs[k] = dec
+		if dec.flow != nil {
+			g.decs[k].flow = newFlowDecoder()
+		}
+	}
+	return g
+}
+
+// decode decodes batch[i:] until the group is full or the batch ends,
+// leaving out the records skip reports, and returns where it stopped.
+func (g *prefetchGroup[In]) decode(batch []Message, i int, skip func(*Message) bool) int {
+	g.ready, g.items = g.ready[:0], g.items[:0]
+	for ; i < len(batch) && len(g.ready) < len(g.ins); i++ {
+		m := &batch[i]
+		if skip(m) {
+			continue
+		}
+		k := len(g.ready)
+		class, reason := g.decs[k].decode(m, g.ins[k])
+		g.items = append(g.items, prefetchItem{m: m, slot: k, class: class, reason: reason})
+		if class == "" {
+			g.ready = append(g.ready, g.ins[k])
+		}
+	}
+	return i
 }
 
 // RunSink is Run for a terminal stage: each batch of decoded records is

@@ -583,3 +583,89 @@ func TestRunSkipsRedelivered(t *testing.T) {
 		t.Fatalf("last save %+v, committed %d", last, log.committed)
 	}
 }
+
+// TestRunPrefetch: with Stage.Prefetch, every decoded record is prefetched
+// exactly once, in input order, in groups of at most PrefetchGroup, before
+// it is processed; outputs and dead letters are those of a stage without it,
+// dead letters still in input order.
+func TestRunPrefetch(t *testing.T) {
+	log := &memLog{}
+	n := 0
+	for i := 0; i < 60; i++ {
+		switch i % 13 {
+		case 5:
+			log.append(nil, []byte("\xff\xfenot protobuf"))
+		case 9:
+			r := sampleFlow(i)
+			r.Id += "/boom"
+			log.append(nil, mustMarshal(r))
+		default:
+			r := sampleFlow(i)
+			log.append(r.SrcAddr, mustMarshal(r))
+			n++
+		}
+	}
+	var (
+		prefetched, processed []string
+		groups                int
+		misordered            string
+	)
+	st := passStage()
+	st.PrefetchGroup = 4
+	st.Prefetch = func(ins []*flowpb.FlowRecord) {
+		groups++
+		if len(ins) > 4 {
+			misordered = fmt.Sprintf("group of %d", len(ins))
+		}
+		for _, in := range ins {
+			prefetched = append(prefetched, in.Id)
+		}
+	}
+	pass := st.Process
+	st.Process = func(ctx context.Context, in *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
+		if len(processed) >= len(prefetched) || prefetched[len(processed)] != in.Id {
+			misordered = fmt.Sprintf("%s processed before being prefetched", in.Id)
+		}
+		processed = append(processed, in.Id)
+		return pass(ctx, in, emit)
+	}
+	dst, dlq := &memWriter{}, &memWriter{}
+	if err := Run(context.Background(), testConfig(), log.finite(7), dst, dlq, st); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if misordered != "" {
+		t.Fatal(misordered)
+	}
+	if len(prefetched) != n+4 || len(processed) != n+4 { // the /boom records are decoded and processed too
+		t.Fatalf("prefetched %d, processed %d records, want %d", len(prefetched), len(processed), n+4)
+	}
+	if groups < len(prefetched)/4 {
+		t.Fatalf("%d groups for %d records", groups, len(prefetched))
+	}
+	vals, _, _ := dst.snapshot()
+	if got := decodeFlows(t, vals, FormatProto); len(got) != n || len(vals) != n {
+		t.Fatalf("got %d outputs (%d distinct), want %d", len(vals), len(got), n)
+	}
+	dls, _, _ := dlq.snapshot()
+	if len(dls) != 9 {
+		t.Fatalf("got %d dead letters, want 9", len(dls))
+	}
+	last := int64(-1)
+	for _, b := range dls {
+		dl := &flowpb.DeadLetter{}
+		if err := proto.Unmarshal(b, dl); err != nil {
+			t.Fatal(err)
+		}
+		if dl.Offset <= last {
+			t.Fatalf("dead letter of offset %d after %d", dl.Offset, last)
+		}
+		last = dl.Offset
+		want := "cannot decode"
+		if dl.Offset%13 == 9 {
+			want = "boom"
+		}
+		if !strings.Contains(dl.Reason, want) {
+			t.Fatalf("dead letter at %d: %q, want %q", dl.Offset, dl.Reason, want)
+		}
+	}
+}
