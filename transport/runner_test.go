@@ -182,25 +182,41 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// appendRecord appends record i to log: a valid flow keyed by its source
+// address (returned), or one passStage dead-letters: "undecodable" bytes,
+// a "newer" schema version, or a "boom" from Process.
+func appendRecord(log *memLog, i int, kind string) *flowpb.FlowRecord {
+	if kind == "undecodable" {
+		log.append(nil, []byte("\xff\xfenot protobuf"))
+		return nil
+	}
+	r := sampleFlow(i)
+	switch kind {
+	case "newer":
+		r.SchemaVersion = 2
+	case "boom":
+		r.Id += "/boom"
+	default:
+		log.append(r.SrcAddr, mustMarshal(r))
+		return r
+	}
+	log.append(nil, mustMarshal(r))
+	return nil
+}
+
 func TestRunProcessesAndDeadLetters(t *testing.T) {
 	log := &memLog{}
 	var want []*flowpb.FlowRecord
 	for i := 0; i < 50; i++ {
 		switch i {
 		case 10:
-			log.append(nil, []byte("\xff\xfenot protobuf"))
+			appendRecord(log, i, "undecodable")
 		case 20:
-			r := sampleFlow(i)
-			r.SchemaVersion = 2
-			log.append(nil, mustMarshal(r))
+			appendRecord(log, i, "newer")
 		case 30:
-			r := sampleFlow(i)
-			r.Id += "/boom"
-			log.append(nil, mustMarshal(r))
+			appendRecord(log, i, "boom")
 		default:
-			r := sampleFlow(i)
-			log.append(r.SrcAddr, mustMarshal(r))
-			want = append(want, r)
+			want = append(want, appendRecord(log, i, ""))
 		}
 	}
 	dst, dlq := &memWriter{}, &memWriter{}
@@ -594,14 +610,11 @@ func TestRunPrefetch(t *testing.T) {
 	for i := 0; i < 60; i++ {
 		switch i % 13 {
 		case 5:
-			log.append(nil, []byte("\xff\xfenot protobuf"))
+			appendRecord(log, i, "undecodable")
 		case 9:
-			r := sampleFlow(i)
-			r.Id += "/boom"
-			log.append(nil, mustMarshal(r))
+			appendRecord(log, i, "boom")
 		default:
-			r := sampleFlow(i)
-			log.append(r.SrcAddr, mustMarshal(r))
+			appendRecord(log, i, "")
 			n++
 		}
 	}
