@@ -538,6 +538,7 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 	if st.Prefetch != nil {
 		grp = newPrefetchGroup[In](st.PrefetchGroup, c.dec)
 	}
+	skip := func(m *Message) bool { return st.Checkpoint != nil && inState(m) }
 	fill := func(s *slot, batch []Message) error {
 		cur = &bufs[s.id]
 		cur.arena, cur.spans = cur.arena[:0], cur.spans[:0]
@@ -545,7 +546,7 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 			if grp != nil {
 				// Decode a group, prefetch, then process or dead-letter
 				// its records in input order.
-				i = grp.decode(batch, i, func(m *Message) bool { return st.Checkpoint != nil && inState(m) })
+				i = grp.decode(batch, i, skip)
 				if len(grp.ready) > 0 {
 					st.Prefetch(grp.ready)
 				}
@@ -564,7 +565,7 @@ func Run[In, Out proto.Message](ctx context.Context, cfg Config, src Reader, dst
 			}
 			m := &batch[i]
 			i++
-			if st.Checkpoint != nil && inState(m) {
+			if skip(m) {
 				continue
 			}
 			if class, reason := c.dec.decode(m, in); class != "" {
