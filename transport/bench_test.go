@@ -66,7 +66,8 @@ func (nullWriter) Close() error                           { return nil }
 
 // BenchmarkRunnerPerRecord: the runner's own cost per record (decode into a
 // reused message, Process, encode into the arena, write, commit) without a
-// broker. One op = one record.
+// broker, with and without a (no-op) Stage.Prefetch: its groups decode into
+// 16 messages in turn. One op = one record.
 func BenchmarkRunnerPerRecord(b *testing.B) {
 	const batch = 1000
 	r := &loopReader{}
@@ -74,22 +75,30 @@ func BenchmarkRunnerPerRecord(b *testing.B) {
 		rec := sampleFlow(i)
 		r.batch = append(r.batch, Message{Key: rec.SrcAddr, Value: mustMarshal(rec)})
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := 0
-	st := Stage[*flowpb.FlowRecord, *flowpb.FlowRecord]{
-		Name: "bench",
-		Process: func(_ context.Context, in *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
-			emit(in)
-			if n++; n == b.N {
-				cancel()
+	for _, prefetch := range []bool{false, true} {
+		b.Run(fmt.Sprintf("prefetch=%v", prefetch), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			n := 0
+			st := Stage[*flowpb.FlowRecord, *flowpb.FlowRecord]{
+				Name: "bench",
+				Process: func(_ context.Context, in *flowpb.FlowRecord, emit func(*flowpb.FlowRecord)) error {
+					emit(in)
+					if n++; n == b.N {
+						cancel()
+					}
+					return nil
+				},
 			}
-			return nil
-		},
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	if err := Run(ctx, DefaultConfig(), r, nullWriter{}, nil, st); err != nil {
-		b.Fatal(err)
+			if prefetch {
+				st.Prefetch = func([]*flowpb.FlowRecord) {}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			if err := Run(ctx, DefaultConfig(), r, nullWriter{}, nil, st); err != nil {
+				b.Fatal(err)
+			}
+		})
 	}
 }
 
