@@ -189,12 +189,27 @@ func variedHeaders(n int) [][]byte {
 	return out
 }
 
+// BenchmarkScan runs at 200 and 10,000 devices, or at the comma-separated
+// device counts in EXFILWATCH_SCAN_DEVICES (scripts/scan-instructions.sh
+// runs one size under valgrind, where building the 10,000-device index
+// alone takes minutes).
 func BenchmarkScan(b *testing.B) {
 	payloads := map[string][][]byte{"headers-varied": variedHeaders(64)}
 	for name, p := range benchPayloads() {
 		payloads[name] = [][]byte{p}
 	}
-	for _, n := range []int{200, 10000} {
+	sizes := []int{200, 10000}
+	if v := os.Getenv("EXFILWATCH_SCAN_DEVICES"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				b.Fatalf("EXFILWATCH_SCAN_DEVICES=%q: want comma-separated device counts", v)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	for _, n := range sizes {
 		f := fixture(b, n)
 		for _, name := range []string{"headers", "headers-varied", "json", "binary"} {
 			docs := payloads[name]
@@ -209,6 +224,7 @@ func BenchmarkScan(b *testing.B) {
 					sc.Scan("snippet.out", docs[i%len(docs)], true, emit)
 					i++
 				})
+				b.ReportMetric(float64(len(docs[0])), "bytes/scan") // after cpuBench's ResetTimer, which drops metrics
 			})
 		}
 	}
