@@ -283,7 +283,14 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 		}
 		runStartsAll(ms, nblk, as, s.nz[:nblk], &s.idx.startParams)
 	}
-	nz := s.nz
+	var nz []byte
+	if asm {
+		nz = s.nz[:nblk]
+	}
+	if need := walkOutLen(nblk); cap(s.runs) < need {
+		s.runs = make([]uint64, need)
+	}
+	runs := s.runs[:cap(s.runs)]
 	for c := 0; c < numRunClasses; c++ {
 		L := s.idx.minRun[c]
 		if L == 0 || mask&(1<<c) == 0 {
@@ -299,42 +306,64 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 		if s.runHook != nil {
 			vis = &allLens
 		}
-		stride, off := 1, 0
-		if asm {
-			stride, off = maskStride, c
-		} else {
+		stride := maskStride
+		if !asm {
+			stride = 1
 			longStarts(ms, c, nblk, L, as)
 			runStarts(as)
 		}
-		for blk := 0; blk < nblk; blk++ {
-			if asm && nz[blk]&(1<<c) == 0 {
-				continue
-			}
-			starts := as[blk*stride+off]
-			for starts != 0 {
-				i := bits.TrailingZeros64(starts)
-				starts &= starts - 1
-				st := blk*64 + i
-				m := ms[blk*maskStride+c]
-				var e int
-				if t := bits.TrailingZeros64(^(m >> i)); i+t < 64 {
-					e = st + t
-				} else {
-					// The run goes on into the next blocks; the zero
-					// block after the data ends it.
-					j := blk + 1
-					for ms[j*maskStride+c] == ^uint64(0) {
-						j++
-					}
-					e = j*64 + bits.TrailingZeros64(^ms[j*maskStride+c])
-				}
-				if n := e - st; n < 1024 && vis[n>>6]&(1<<(n&63)) == 0 {
-					continue
-				}
-				s.run(data, c, st, e, layer)
-			}
+		n := walkRuns(ms, c, as, stride, nz, nblk, vis, runs)
+		for _, r := range runs[:n] {
+			s.run(data, c, int(uint32(r)), int(r>>32), layer)
 		}
 	}
+}
+
+// walkOutLen is the room walkRuns needs for nblk blocks: a run start
+// follows a byte outside the class (or is at 0), so a class has at most
+// one per two bytes, plus one.
+func walkOutLen(nblk int) int { return nblk*32 + 1 }
+
+// walkRunsGo writes to out, as st | e<<32 in position order, every maximal
+// run [st, e) of class c whose length n is >= 1024 or in vis, from the
+// masks ms and the run starts as: as[blk*stride + c*(stride/maskStride)]
+// for block blk (stride 1: one class's starts, maskStride: every class's,
+// block-major), skipping the blocks whose nz byte (if nz is not nil) lacks
+// bit c. It returns the number of runs written; out must hold
+// walkOutLen(nblk). The assembly version replaces it on amd64.
+func walkRunsGo(ms []uint64, c int, as []uint64, stride int, nz []byte, nblk int, vis *lenSet, out []uint64) int {
+	k := 0
+	off := c * (stride / maskStride)
+	for blk := 0; blk < nblk; blk++ {
+		if nz != nil && nz[blk]&(1<<c) == 0 {
+			continue
+		}
+		starts := as[blk*stride+off]
+		for starts != 0 {
+			i := bits.TrailingZeros64(starts)
+			starts &= starts - 1
+			st := blk*64 + i
+			m := ms[blk*maskStride+c]
+			var e int
+			if t := bits.TrailingZeros64(^(m >> i)); i+t < 64 {
+				e = st + t
+			} else {
+				// The run goes on into the next blocks; the zero
+				// block after the data ends it.
+				j := blk + 1
+				for ms[j*maskStride+c] == ^uint64(0) {
+					j++
+				}
+				e = j*64 + bits.TrailingZeros64(^ms[j*maskStride+c])
+			}
+			if n := e - st; n < 1024 && vis[n>>6]&(1<<(n&63)) == 0 {
+				continue
+			}
+			out[k] = uint64(st) | uint64(e)<<32
+			k++
+		}
+	}
+	return k
 }
 
 var allLens = func() (l lenSet) {

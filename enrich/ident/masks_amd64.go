@@ -74,3 +74,36 @@ func runStartsAll(ms []uint64, nblk int, out []uint64, nz []byte, p *startParams
 	_ = nz[nblk-1]
 	runStartsVBMI(&ms[0], nblk, &out[0], &nz[0], p)
 }
+
+// walkRunsAsm is walkRunsGo in assembly (see masks_amd64.s).
+//
+//go:noescape
+func walkRunsAsm(msc *uint64, asc *uint64, strideBytes int, nz *byte, cbit uint8, nblk int, vis *lenSet, out *uint64) int
+
+func walkRuns(ms []uint64, c int, as []uint64, stride int, nz []byte, nblk int, vis *lenSet, out []uint64) int {
+	if nblk == 0 {
+		return 0
+	}
+	_ = ms[(nblk+1)*maskStride-1]
+	_ = as[(nblk-1)*stride+c*(stride/maskStride)]
+	_ = out[walkOutLen(nblk)-1]
+	var nzp *byte
+	if nz != nil {
+		_ = nz[nblk-1]
+		nzp = &nz[0]
+	}
+	return walkRunsAsm(&ms[c], &as[c*(stride/maskStride)], stride*8, nzp, 1<<c, nblk, vis, &out[0])
+}
+
+// gramScreenAsm is gramScreenGo in assembly (see masks_amd64.s).
+//
+//go:noescape
+func gramScreenAsm(p *byte, samples int, stride int, fold uint64, seed uint64, gshift uint, gram *uint64) uint64
+
+func gramScreen(x *Index, run []byte, samples, stride int, fold uint64) uint64 {
+	if samples <= 0 {
+		return 0
+	}
+	_ = run[(samples-1)*stride+7]
+	return gramScreenAsm(&run[0], min(samples, 64), stride, fold, x.seed, x.gshift, &x.gram[0])
+}

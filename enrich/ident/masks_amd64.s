@@ -142,3 +142,153 @@ lloop:
 ldone:
 	VZEROUPPER
 	RET
+
+// func walkRunsAsm(msc *uint64, asc *uint64, strideBytes int, nz *byte, cbit uint8, nblk int, vis *lenSet, out *uint64) int
+//
+// walkRuns for one class: msc points at the class's mask of block 0 (the
+// next block's is 64 bytes on), asc at its run starts of block 0 (the next
+// block's strideBytes on), nz (or nil) at the per-block bytes whose bit
+// cbit says the block has a start of the class. For every start i of a
+// block, the run ends at the first clear mask bit after it, in this block
+// or (the zero block after the data ends every run) a later one; runs
+// whose length n < 1024 is not in vis are dropped, the others written to
+// out as st | e<<32. Plain x86-64: no register survives a Go call, so the
+// same loop in Go spilled and reloaded its state around every run.
+TEXT ·walkRunsAsm(SB), NOSPLIT, $0-72
+	MOVQ msc+0(FP), SI
+	MOVQ asc+8(FP), DI
+	MOVQ strideBytes+16(FP), R8
+	MOVQ nz+24(FP), R9
+	MOVQ nblk+40(FP), R10
+	MOVQ vis+48(FP), R11
+	MOVQ out+56(FP), R12
+	XORQ BX, BX  // block
+	XORQ R14, R14 // runs written
+
+wblk:
+	CMPQ BX, R10
+	JGE  wdone
+	TESTQ R9, R9
+	JZ    wstarts
+	MOVBLZX (R9)(BX*1), AX
+	TESTB   AL, cbit+32(FP)
+	JZ      wnext
+
+wstarts:
+	MOVQ  (DI), DX
+	TESTQ DX, DX
+	JZ    wnext
+
+wrun:
+	BSFQ DX, CX         // i
+	LEAQ -1(DX), AX
+	ANDQ AX, DX         // clear start i
+	MOVQ BX, R15
+	SHLQ $6, R15
+	MOVQ (SI)(R15*1), AX // the block's mask (R15 = blk*64 = its byte offset)
+	ADDQ CX, R15         // st
+	SHRQ CX, AX
+	NOTQ AX
+	BSFQ AX, AX          // run length within the block; ZF: all ones from 0
+	JZ   wcross
+	LEAQ (AX)(CX*1), R13
+	CMPQ R13, $64
+	JGE  wcross
+	ADDQ R15, AX         // e
+	JMP  wlen
+
+wcross:
+	// The run reaches the block's end: the first block after it that is
+	// not all ones ends it.
+	LEAQ 1(BX), AX
+
+wcrossloop:
+	MOVQ AX, R13
+	SHLQ $6, R13
+	MOVQ (SI)(R13*1), R13
+	CMPQ R13, $-1
+	JNE  wcrossend
+	INCQ AX
+	JMP  wcrossloop
+
+wcrossend:
+	NOTQ R13
+	BSFQ R13, R13
+	SHLQ $6, AX
+	ADDQ R13, AX         // e
+
+wlen:
+	MOVQ AX, R13
+	SUBQ R15, R13        // n
+	CMPQ R13, $1024
+	JAE  wstore
+	MOVQ R13, CX
+	SHRQ $6, CX
+	MOVQ (R11)(CX*8), CX
+	BTQ  R13, CX
+	JCC  wskip
+
+wstore:
+	SHLQ $32, AX
+	ORQ  R15, AX
+	MOVQ AX, (R12)(R14*8)
+	INCQ R14
+
+wskip:
+	TESTQ DX, DX
+	JNZ   wrun
+
+wnext:
+	ADDQ R8, DI
+	INCQ BX
+	JMP  wblk
+
+wdone:
+	MOVQ R14, ret+64(FP)
+	RET
+
+// func gramScreenAsm(p *byte, samples int, stride int, fold uint64, seed uint64, gshift uint, gram *uint64) uint64
+//
+// gramScreenGo in assembly: bit k of the result is inGram of the 8 bytes
+// at p + k*stride, ORed with fold, for k < samples <= 64. The branch on a
+// hit is taken rarely (the bitmap is sparse), so it predicts well.
+TEXT ·gramScreenAsm(SB), NOSPLIT, $0-64
+	MOVQ p+0(FP), SI
+	MOVQ samples+8(FP), R8
+	MOVQ stride+16(FP), R9
+	MOVQ fold+24(FP), R10
+	MOVQ seed+32(FP), R11
+	MOVQ gshift+40(FP), CX
+	MOVQ gram+48(FP), DI
+	MOVQ $0xD6E8FEB86659FD93, R12
+	MOVQ $0x9E3779B97F4A7C15, R13
+	XORQ BX, BX   // sample
+	XORQ R14, R14 // hits
+
+gloop:
+	CMPQ  BX, R8
+	JGE   gdone
+	MOVQ  (SI), AX
+	ORQ   R10, AX
+	XORQ  R11, AX
+	IMULQ R12, AX
+	MOVQ  AX, DX
+	SHRQ  $32, DX
+	XORQ  DX, AX
+	IMULQ R13, AX
+	SHRQ  CX, AX   // bit index
+	MOVQ  AX, DX
+	SHRQ  $6, DX
+	MOVQ  (DI)(DX*8), DX
+	BTQ   AX, DX
+	JCC   gmiss
+	BTSQ  BX, R14
+
+gmiss:
+	ADDQ R9, SI
+	INCQ BX
+	JMP  gloop
+
+gdone:
+	MOVQ R14, ret+56(FP)
+	RET

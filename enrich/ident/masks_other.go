@@ -9,3 +9,11 @@ func classMasks(data []byte, out []uint64, _ bool, _ *[8]uint64) { classMasksGo(
 func runStartsAll(ms []uint64, nblk int, out []uint64, nz []byte, p *startParams) {
 	panic("ident: no runStarts kernel on this architecture")
 }
+
+func walkRuns(ms []uint64, c int, as []uint64, stride int, nz []byte, nblk int, vis *lenSet, out []uint64) int {
+	return walkRunsGo(ms, c, as, stride, nz, nblk, vis, out)
+}
+
+func gramScreen(x *Index, run []byte, samples, stride int, fold uint64) uint64 {
+	return gramScreenGo(x, run, samples, stride, fold)
+}

@@ -1,6 +1,7 @@
 package ident
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -356,4 +357,126 @@ func b2u(b bool) byte {
 		return 1
 	}
 	return 0
+}
+
+// TestWalkRuns: walkRuns (the assembly walker on amd64) and walkRunsGo
+// both list exactly the maximal runs of at least minRun bits whose length
+// is selected, found bit by bit, for one-class and block-major starts,
+// with and without the per-block start bytes, across block boundaries.
+func TestWalkRuns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	for k := 0; k < 3000; k++ {
+		nblk := 1 + rng.IntN(6)
+		ms := make([]uint64, (nblk+1)*maskStride)
+		for i := range ms[:nblk*maskStride] {
+			switch rng.IntN(4) {
+			case 0:
+				ms[i] = ^uint64(0)
+			case 1:
+				ms[i] = rng.Uint64() & rng.Uint64()
+			default:
+				ms[i] = rng.Uint64() | rng.Uint64() | rng.Uint64()
+			}
+		}
+		var vis lenSet
+		for n := 0; n < 1024; n++ {
+			if rng.IntN(3) != 0 {
+				vis.add(n)
+			}
+		}
+		out := make([]uint64, walkOutLen(nblk))
+		all := make([]uint64, nblk*maskStride)
+		nz := make([]byte, nblk)
+		one := make([][]uint64, numRunClasses)
+		minRun := make([]int, numRunClasses)
+		for c := range one {
+			minRun[c] = 1 + rng.IntN(maxMaskRun)
+			one[c] = make([]uint64, nblk)
+			longStarts(ms, c, nblk, minRun[c], one[c])
+			runStarts(one[c])
+			for blk, v := range one[c] {
+				all[blk*maskStride+c] = v
+				if v != 0 {
+					nz[blk] |= 1 << c
+				}
+			}
+		}
+		for c := 0; c < numRunClasses; c++ {
+			var want []uint64
+			for i := 0; i < nblk*64; {
+				if ms[i/64*maskStride+c]>>(i%64)&1 == 0 {
+					i++
+					continue
+				}
+				j := i
+				for ms[j/64*maskStride+c]>>(j%64)&1 != 0 {
+					j++ // the zero block ends every run
+				}
+				if n := j - i; n >= minRun[c] && (n >= 1024 || vis.has(n)) {
+					want = append(want, uint64(i)|uint64(j)<<32)
+				}
+				i = j
+			}
+			for _, v := range []struct {
+				as     []uint64
+				stride int
+				nz     []byte
+			}{{one[c], 1, nil}, {all, maskStride, nil}, {all, maskStride, nz}} {
+				for name, walk := range map[string]func([]uint64, int, []uint64, int, []byte, int, *lenSet, []uint64) int{"walkRuns": walkRuns, "walkRunsGo": walkRunsGo} {
+					clear(out)
+					got := out[:walk(ms, c, v.as, v.stride, v.nz, nblk, &vis, out)]
+					if !slices.Equal(got, want) {
+						t.Fatalf("%s case %d class %d minRun %d stride %d nz %v:\ngot  %x\nwant %x", name, k, c, minRun[c], v.stride, v.nz != nil, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestGramScreen: gramScreen (the assembly kernel on amd64) and
+// gramScreenGo flag exactly the samples inGram passes, on runs made of
+// window forms' bytes (so samples hit) and random bytes, folded or not.
+func TestGramScreen(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Secret = "gram-screen-test"
+	idx, errs, err := BuildIndex(cfg, benchLab(30))
+	if err != nil || len(errs) > 0 {
+		t.Fatal(err, errs)
+	}
+	forms := plaintextForms(30)
+	rng := rand.New(rand.NewPCG(25, 26))
+	hitsSeen := 0
+	for k := 0; k < 5000; k++ {
+		var run []byte
+		for len(run) < 8+rng.IntN(600) {
+			if rng.IntN(2) == 0 {
+				run = append(run, forms[rng.IntN(len(forms))]...)
+			} else {
+				run = append(run, "0123456789abcdefABCDEF+/=-:."[rng.IntN(28)])
+			}
+		}
+		stride := 1 + rng.IntN(gramSpan)
+		samples := (len(run)-8)/stride + 1
+		fold := uint64(0)
+		if rng.IntN(2) == 0 {
+			fold = 0x2020202020202020
+		}
+		var want uint64
+		for q := 0; q < min(samples, 64); q++ {
+			if idx.inGram(le64(run[q*stride:]) | fold) {
+				want |= 1 << q
+			}
+		}
+		hitsSeen += bits.OnesCount64(want)
+		if got := gramScreen(idx, run, samples, stride, fold); got != want {
+			t.Fatalf("case %d stride %d samples %d: gramScreen %064b, want %064b", k, stride, samples, got, want)
+		}
+		if got := gramScreenGo(idx, run, samples, stride, fold); got != want {
+			t.Fatalf("case %d stride %d samples %d: gramScreenGo %064b, want %064b", k, stride, samples, got, want)
+		}
+	}
+	if hitsSeen < 1000 {
+		t.Fatalf("only %d sample hits: the test does not exercise the hit path", hitsSeen)
+	}
 }

@@ -134,6 +134,7 @@ type Scanner struct {
 	// layer's stay valid while deeper layers are scanned.
 	masks  [maxLayers + 1][]uint64
 	starts []uint64 // run starts per block (maskRuns)
+	runs   []uint64 // one class's runs to visit, st | e<<32 (walkRuns)
 	nz     []byte   // per block, the classes with a run start (maskRuns, kernel)
 	// special holds the special bytes (spPct...) each layer's data has,
 	// or spAll where that is not known (set by buildMasks).
@@ -397,18 +398,35 @@ func (s *Scanner) windows(data []byte, c, st, e, layer int) {
 	}
 	// Sampled screening (Index.gram): the window at off covers the sample
 	// q in [off, off+stride), and q+8 <= off+ws[0] <= len(run).
+	// The samples are screened 64 at a time by a call-free kernel
+	// (gramScreen); the Go loop spilled its state around the windowsAt call.
 	stride := x.gramStride[c]
-	for q := 0; q <= last+stride-1; q += stride {
-		if !x.inGram(le64(run[q:]) | fold) {
-			continue
-		}
-		for off := max(0, q-stride+1); off <= min(q, last); off++ {
-			p := le64(run[off:]) | fold
-			if x.inAnchor(p) && s.windowsAt(run, st, off, p, c, layer, ws) {
-				return // window budget spent
+	samples := (last+stride-1)/stride + 1 // q = 0, stride, ... <= last+stride-1
+	for base := 0; base < samples; base += 64 {
+		hits := gramScreen(x, run[base*stride:], samples-base, stride, fold)
+		for ; hits != 0; hits &= hits - 1 {
+			q := (base + bits.TrailingZeros64(hits)) * stride
+			for off := max(0, q-stride+1); off <= min(q, last); off++ {
+				p := le64(run[off:]) | fold
+				if x.inAnchor(p) && s.windowsAt(run, st, off, p, c, layer, ws) {
+					return // window budget spent
+				}
 			}
 		}
 	}
+}
+
+// gramScreenGo returns the samples of run, at offsets k*stride for
+// k < min(samples, 64), whose 8 bytes ORed with fold are in x's gram
+// bitmap, as bit k. The assembly version replaces it on amd64.
+func gramScreenGo(x *Index, run []byte, samples, stride int, fold uint64) uint64 {
+	var hits uint64
+	for k := 0; k < min(samples, 64); k++ {
+		if x.inGram(le64(run[k*stride:]) | fold) {
+			hits |= 1 << k
+		}
+	}
+	return hits
 }
 
 // windowsAt tries every window length of class c at offset off of run
@@ -547,6 +565,13 @@ func (s *Scanner) probe(data []byte, st, e, layer, c int) {
 				upper = s.maskRange(layer, maskUpper, i, min(i+64, e)) != 0
 			}
 		default:
+			// Where every class is scanned, run probes an alphanumeric run
+			// only with a non-hex letter (else the hex run probes it) and a
+			// text candidate only with a byte outside hexsep (or with '='
+			// padding): nothing to fold.
+			if (c == clsAlnum || c == clsText) && !s.partial[layer] {
+				break
+			}
 			// maskRuns built this layer's masks: read both answers off them.
 			hexsep, upper = s.hexUpper(layer, st, e)
 		}
