@@ -104,6 +104,7 @@ func gramScreen(x *Index, run []byte, samples, stride int, fold uint64) uint64 {
 	if samples <= 0 {
 		return 0
 	}
-	_ = run[(samples-1)*stride+7]
-	return gramScreenAsm(&run[0], min(samples, 64), stride, fold, x.seed, x.gshift, &x.gram[0])
+	k := min(samples, 64)
+	_ = run[(k-1)*stride+7] // the kernel reads 8 bytes at each sample
+	return gramScreenAsm(&run[0], k, stride, fold, x.seed, x.gshift, &x.gram[0])
 }
