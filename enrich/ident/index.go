@@ -218,7 +218,7 @@ func (b *Builder) Add(id Identifier) error {
 			b.idx.spaceForms = true
 		}
 		if b.probeFilter && len(b.norm) >= 8 {
-			b.probeKeys = append(b.probeKeys, b.idx.probeKey(le64(b.norm), le64(b.norm[len(b.norm)-8:]), len(b.norm)))
+			b.probeKeys = append(b.probeKeys, b.idx.probeKey(le64(b.norm)|fold8, le64(b.norm[len(b.norm)-8:])|fold8, len(b.norm)))
 		}
 		if f.transform() == tNone && cls&(1<<clsHexSep) != 0 && cls&(1<<clsDigit) != 0 && len(b.norm) >= minWindow {
 			addLen(&b.idx.refWins[clsHexSep], len(b.norm))
@@ -375,8 +375,13 @@ func (b *Builder) Build() *Index {
 	return idx
 }
 
-// probeKey mixes a candidate's first and last 8 bytes and its length with
-// the seed; its top bits index probeFilter.
+// fold8 ORs 0x20 into each of 8 bytes: the case fold of hex-class bytes.
+// Filter keys are folded whatever the candidate's class, so a scanner need
+// not find out a candidate's class before testing it.
+const fold8 = 0x2020202020202020
+
+// probeKey mixes a candidate's first and last 8 bytes (folded with fold8 by
+// the caller) and its length with the seed; its top bits index probeFilter.
 func (x *Index) probeKey(first, last uint64, n int) uint64 {
 	h := (first ^ x.seed) * 0x9E3779B97F4A7C15
 	h ^= (last + uint64(n)) * 0xC2B2AE3D27D4EB4F

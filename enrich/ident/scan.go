@@ -293,8 +293,8 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 		for e > st && data[e-1] == ' ' {
 			e--
 		}
-		if x.lens[clsText].has(e-st) && (e == st || !s.narrowerOwns(data, clsText, st, e, layer)) {
-			s.probe(data, st, e, layer, clsText)
+		if x.lens[clsText].has(e - st) {
+			s.probe(data, st, e, layer, clsText, e > st)
 		}
 		return
 	case clsB64:
@@ -304,7 +304,7 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 		}
 		for k := 1; k <= p; k++ {
 			if x.lens[clsB64Pad].has(e - st + k) {
-				s.probe(data, st, e+k, layer, clsText) // '=' is not hex
+				s.probe(data, st, e+k, layer, clsText, false) // '=' is not hex
 			}
 		}
 		// A run decoding to at most 9 bytes whose first byte is >= 0x80
@@ -316,8 +316,8 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 		}
 	}
 	L := e - st
-	if x.lens[c].has(L) && !s.narrowerOwns(data, c, st, e, layer) {
-		s.probe(data, st, e, layer, c)
+	if x.lens[c].has(L) {
+		s.probe(data, st, e, layer, c, true)
 	}
 	ws := x.wins[c]
 	if s.reference {
@@ -532,7 +532,10 @@ func le64(b []byte) uint64 {
 // probe hashes the candidate data[st:e] (normalised) and records its owners.
 // c is a class all of the candidate's bytes are in (clsText if no narrower
 // one is known): digits and hex runs need no test for what normalize does.
-func (s *Scanner) probe(data []byte, st, e, layer, c int) {
+// With own, a candidate that a narrower class owns (narrowerOwns) is left to
+// that class's probe; that is tested after the whole-run filter, which
+// dismisses nearly every candidate for less.
+func (s *Scanner) probe(data []byte, st, e, layer, c int, own bool) {
 	cand := data[st:e]
 	if s.reference {
 		s.norm = normalize(s.norm[:0], cand)
@@ -540,17 +543,25 @@ func (s *Scanner) probe(data []byte, st, e, layer, c int) {
 		s.lookup(s.idx.hash(s.norm), st, e-st, layer, upper, nil)
 		return
 	}
+	// The filter key folds every byte with OR 0x20 (probeKey): for
+	// hex-class bytes that is exactly normalize's case fold, for others a
+	// fixed map the index applied too, so no class test comes first.
+	if n := len(cand); n >= 8 && s.idx.probeFilter != nil {
+		if !s.idx.mayHold(le64(cand)|fold8, le64(cand[n-8:])|fold8, n) {
+			return
+		}
+	}
+	if own && s.narrowerOwns(data, c, st, e, layer) {
+		return
+	}
 	// normalize changes the candidate only if it is all hex-class and has
 	// an upper-case A-F: find out in one pass that stops at the first
-	// non-hex byte, and hash the input in place otherwise. For hex-class
-	// bytes OR 0x20 is exactly the case fold, so the filter key of a
-	// hex-class candidate is its folded first and last 8 bytes.
-	var upper, hexsep bool
+	// non-hex byte, and hash the input in place otherwise.
+	var upper bool
 	if s.runFinder == runsSample {
-		upper, hexsep = false, true
 		for _, b := range cand {
 			if lut[b]&(1<<clsHexSep) == 0 {
-				upper, hexsep = false, false
+				upper = false
 				break
 			}
 			upper = upper || b >= 'A' && b <= 'F'
@@ -558,9 +569,7 @@ func (s *Scanner) probe(data []byte, st, e, layer, c int) {
 	} else {
 		switch c {
 		case clsDigit:
-			hexsep, upper = true, false
 		case clsHex, clsHexSep:
-			hexsep = true
 			for i := st; i < e && !upper; i += 64 {
 				upper = s.maskRange(layer, maskUpper, i, min(i+64, e)) != 0
 			}
@@ -572,17 +581,8 @@ func (s *Scanner) probe(data []byte, st, e, layer, c int) {
 			if (c == clsAlnum || c == clsText) && !s.partial[layer] {
 				break
 			}
-			// maskRuns built this layer's masks: read both answers off them.
-			hexsep, upper = s.hexUpper(layer, st, e)
-		}
-	}
-	if n := len(cand); n >= 8 && s.idx.probeFilter != nil {
-		var fold uint64
-		if hexsep {
-			fold = 0x2020202020202020
-		}
-		if !s.idx.mayHold(le64(cand)|fold, le64(cand[n-8:])|fold, n) {
-			return
+			// maskRuns built this layer's masks: read the answer off them.
+			_, upper = s.hexUpper(layer, st, e)
 		}
 	}
 	if !upper {
