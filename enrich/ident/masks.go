@@ -316,6 +316,7 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 		for _, r := range runs[:n] {
 			s.run(data, c, int(uint32(r)), int(r>>32), layer)
 		}
+		s.windowRuns(data, c, layer)
 	}
 }
 

@@ -95,16 +95,18 @@ func walkRuns(ms []uint64, c int, as []uint64, stride int, nz []byte, nblk int, 
 	return walkRunsAsm(&ms[c], &as[c*(stride/maskStride)], stride*8, nzp, 1<<c, nblk, vis, &out[0])
 }
 
-// gramScreenAsm is gramScreenGo in assembly (see masks_amd64.s).
+// gramScreenRunsAsm is gramScreenRunsGo in assembly (see masks_amd64.s).
 //
 //go:noescape
-func gramScreenAsm(p *byte, samples int, stride int, fold uint64, seed uint64, gshift uint, gram *uint64) uint64
+func gramScreenRunsAsm(data *byte, runs *uint64, nruns int, stride int, w0 int, fold uint64, seed uint64, gshift uint, gram *uint64, out *uint64) int
 
-func gramScreen(x *Index, run []byte, samples, stride int, fold uint64) uint64 {
-	if samples <= 0 {
+func gramScreenRuns(x *Index, data []byte, runs []uint64, stride, w0 int, fold uint64, out []uint64) int {
+	if len(runs) == 0 {
 		return 0
 	}
-	k := min(samples, 64)
-	_ = run[(k-1)*stride+7] // the kernel reads 8 bytes at each sample
-	return gramScreenAsm(&run[0], k, stride, fold, x.seed, x.gshift, &x.gram[0])
+	// The kernel trusts that every run lies inside data and is longer than
+	// w0 >= stride+7, so each sample's 8 bytes are inside its run (run and
+	// Index.gramStride make sure), and that out has gramHitsLen entries.
+	_ = out[gramHitsLen(len(data), len(runs), stride)-1]
+	return gramScreenRunsAsm(&data[0], &runs[0], len(runs), stride, w0, fold, x.seed, x.gshift, &x.gram[0], &out[0])
 }

@@ -247,48 +247,72 @@ wdone:
 	MOVQ R14, ret+64(FP)
 	RET
 
-// func gramScreenAsm(p *byte, samples int, stride int, fold uint64, seed uint64, gshift uint, gram *uint64) uint64
+// func gramScreenRunsAsm(data *byte, runs *uint64, nruns int, stride int, w0 int, fold uint64, seed uint64, gshift uint, gram *uint64, out *uint64) int
 //
-// gramScreenGo in assembly: bit k of the result is inGram of the 8 bytes
-// at p + k*stride, ORed with fold, for k < samples <= 64. The branch on a
-// hit is taken rarely (the bitmap is sparse), so it predicts well.
-TEXT ·gramScreenAsm(SB), NOSPLIT, $0-64
-	MOVQ p+0(FP), SI
-	MOVQ samples+8(FP), R8
-	MOVQ stride+16(FP), R9
-	MOVQ fold+24(FP), R10
-	MOVQ seed+32(FP), R11
-	MOVQ gshift+40(FP), CX
-	MOVQ gram+48(FP), DI
-	MOVQ $0xD6E8FEB86659FD93, R12
-	MOVQ $0x9E3779B97F4A7C15, R13
-	XORQ BX, BX   // sample
-	XORQ R14, R14 // hits
+// gramScreenRunsGo in assembly: for each run i = [st, e) of runs, the
+// samples at data+st+q, q = 0, stride, ... < e-st-w0+stride (at least one:
+// e-st > w0), whose 8 bytes ORed with fold are inGram are written to out as
+// i<<32 | (st+q). The branch on a hit is taken rarely (the bitmap is
+// sparse), so it predicts well. Every general register but BP and SP is
+// in use; nruns and w0 are read from the arguments.
+TEXT ·gramScreenRunsAsm(SB), NOSPLIT, $0-88
+	MOVQ data+0(FP), SI
+	MOVQ runs+8(FP), R8
+	MOVQ stride+24(FP), R10
+	MOVQ fold+40(FP), R11
+	MOVQ seed+48(FP), R12
+	MOVQ gshift+56(FP), CX
+	MOVQ gram+64(FP), R13
+	MOVQ out+72(FP), R14
+	XORQ DI, DI   // run index
+	XORQ R15, R15 // samples written
 
-gloop:
-	CMPQ  BX, R8
-	JGE   gdone
-	MOVQ  (SI), AX
-	ORQ   R10, AX
-	XORQ  R11, AX
-	IMULQ R12, AX
+rloop:
+	CMPQ DI, nruns+16(FP)
+	JGE  rdone
+	MOVQ (R8)(DI*8), AX
+	MOVL AX, BX         // st
+	SHRQ $32, AX        // e
+	SUBQ w0+32(FP), AX
+	ADDQ R10, AX
+	LEAQ (SI)(AX*1), R9 // samples end: data + e - w0 + stride
+	ADDQ SI, BX         // sample pointer: data + st
+
+sloop:
+	MOVQ  (BX), AX
+	ORQ   R11, AX
+	XORQ  R12, AX
+	MOVQ  $0xD6E8FEB86659FD93, DX
+	IMULQ DX, AX
 	MOVQ  AX, DX
 	SHRQ  $32, DX
 	XORQ  DX, AX
-	IMULQ R13, AX
-	SHRQ  CX, AX   // bit index
+	MOVQ  $0x9E3779B97F4A7C15, DX
+	IMULQ DX, AX
+	SHRQ  CX, AX        // bit index
 	MOVQ  AX, DX
 	SHRQ  $6, DX
-	MOVQ  (DI)(DX*8), DX
+	MOVQ  (R13)(DX*8), DX
 	BTQ   AX, DX
-	JCC   gmiss
-	BTSQ  BX, R14
+	JCS   shit
 
-gmiss:
-	ADDQ R9, SI
-	INCQ BX
-	JMP  gloop
+snext:
+	ADDQ R10, BX
+	CMPQ BX, R9
+	JLT  sloop
+	INCQ DI
+	JMP  rloop
 
-gdone:
-	MOVQ R14, ret+56(FP)
+shit:
+	MOVQ BX, AX
+	SUBQ SI, AX         // st + q
+	MOVQ DI, DX
+	SHLQ $32, DX
+	ORQ  DX, AX
+	MOVQ AX, (R14)(R15*8)
+	INCQ R15
+	JMP  snext
+
+rdone:
+	MOVQ R15, ret+80(FP)
 	RET

@@ -14,6 +14,6 @@ func walkRuns(ms []uint64, c int, as []uint64, stride int, nz []byte, nblk int, 
 	return walkRunsGo(ms, c, as, stride, nz, nblk, vis, out)
 }
 
-func gramScreen(x *Index, run []byte, samples, stride int, fold uint64) uint64 {
-	return gramScreenGo(x, run, samples, stride, fold)
+func gramScreenRuns(x *Index, data []byte, runs []uint64, stride, w0 int, fold uint64, out []uint64) int {
+	return gramScreenRunsGo(x, data, runs, stride, w0, fold, out)
 }

@@ -1,7 +1,6 @@
 package ident
 
 import (
-	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -434,9 +433,10 @@ func TestWalkRuns(t *testing.T) {
 	}
 }
 
-// TestGramScreen: gramScreen (the assembly kernel on amd64) and
-// gramScreenGo flag exactly the samples inGram passes, on runs made of
-// window forms' bytes (so samples hit) and random bytes, folded or not.
+// TestGramScreen: gramScreenRuns (the assembly kernel on amd64) and
+// gramScreenRunsGo pass exactly the samples inGram passes, in order, on
+// runs made of window forms' bytes (so samples hit) and random bytes,
+// folded or not, several runs per call.
 func TestGramScreen(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Secret = "gram-screen-test"
@@ -446,37 +446,55 @@ func TestGramScreen(t *testing.T) {
 	}
 	forms := plaintextForms(30)
 	rng := rand.New(rand.NewPCG(25, 26))
-	hitsSeen := 0
-	for k := 0; k < 5000; k++ {
-		var run []byte
-		for len(run) < 8+rng.IntN(600) {
-			if rng.IntN(2) == 0 {
-				run = append(run, forms[rng.IntN(len(forms))]...)
-			} else {
-				run = append(run, "0123456789abcdefABCDEF+/=-:."[rng.IntN(28)])
-			}
-		}
+	hitsSeen, samplesSeen := 0, 0
+	for k := 0; k < 3000; k++ {
 		stride := 1 + rng.IntN(gramSpan)
-		samples := (len(run)-8)/stride + 1
+		w0 := stride + 7 + rng.IntN(30)
 		fold := uint64(0)
 		if rng.IntN(2) == 0 {
 			fold = 0x2020202020202020
 		}
-		var want uint64
-		for q := 0; q < min(samples, 64); q++ {
-			if idx.inGram(le64(run[q*stride:]) | fold) {
-				want |= 1 << q
+		// Disjoint runs longer than w0, separated by gaps of 0-3 bytes.
+		var data []byte
+		var runs []uint64
+		for nr := 1 + rng.IntN(6); len(runs) < nr; {
+			data = append(data, "  \x00"[:rng.IntN(4)]...)
+			st := len(data)
+			for len(data)-st <= w0+rng.IntN(300) {
+				if rng.IntN(2) == 0 {
+					data = append(data, forms[rng.IntN(len(forms))]...)
+				} else {
+					data = append(data, "0123456789abcdefABCDEF+/=-:."[rng.IntN(28)])
+				}
+			}
+			runs = append(runs, uint64(st)|uint64(len(data))<<32)
+		}
+		var want []uint64
+		for i, r := range runs {
+			st, e := int(uint32(r)), int(r>>32)
+			for q := 0; q*stride < e-st-w0+stride; q++ {
+				samplesSeen++
+				p := st + q*stride
+				if p+8 > e {
+					t.Fatalf("case %d: sample %d of run [%d, %d) reads past the run", k, p, st, e)
+				}
+				if idx.inGram(le64(data[p:]) | fold) {
+					want = append(want, uint64(i)<<32|uint64(p))
+				}
 			}
 		}
-		hitsSeen += bits.OnesCount64(want)
-		if got := gramScreen(idx, run, samples, stride, fold); got != want {
-			t.Fatalf("case %d stride %d samples %d: gramScreen %064b, want %064b", k, stride, samples, got, want)
-		}
-		if got := gramScreenGo(idx, run, samples, stride, fold); got != want {
-			t.Fatalf("case %d stride %d samples %d: gramScreenGo %064b, want %064b", k, stride, samples, got, want)
+		hitsSeen += len(want)
+		for name, screen := range map[string]func(*Index, []byte, []uint64, int, int, uint64, []uint64) int{
+			"gramScreenRuns": gramScreenRuns, "gramScreenRunsGo": gramScreenRunsGo,
+		} {
+			out := make([]uint64, gramHitsLen(len(data), len(runs), stride))
+			n := screen(idx, data, runs, stride, w0, fold, out)
+			if !slices.Equal(out[:n], want) {
+				t.Fatalf("case %d stride %d w0 %d: %s passed %x, want %x", k, stride, w0, name, out[:n], want)
+			}
 		}
 	}
-	if hitsSeen < 1000 {
-		t.Fatalf("only %d sample hits: the test does not exercise the hit path", hitsSeen)
+	if hitsSeen < 1000 || hitsSeen == samplesSeen {
+		t.Fatalf("%d of %d samples hit: the test does not exercise both paths", hitsSeen, samplesSeen)
 	}
 }

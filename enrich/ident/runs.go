@@ -49,6 +49,7 @@ func (s *Scanner) sampleClass(data []byte, c, layer int) {
 		}
 		p = e + L
 	}
+	s.windowRuns(data, c, layer)
 }
 
 // allRuns is the reference for sampleRuns and for minRun: it calls run for

@@ -135,6 +135,8 @@ type Scanner struct {
 	masks  [maxLayers + 1][]uint64
 	starts []uint64 // run starts per block (maskRuns)
 	runs   []uint64 // one class's runs to visit, st | e<<32 (walkRuns)
+	wruns  []uint64 // one class's runs queued for windowRuns, st | e<<32
+	whits  []uint64 // samples gramScreenRuns passed
 	nz     []byte   // per block, the classes with a run start (maskRuns, kernel)
 	// special holds the special bytes (spPct...) each layer's data has,
 	// or spAll where that is not known (set by buildMasks).
@@ -324,7 +326,12 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 		ws = x.refWins[c]
 	}
 	if len(ws) > 0 && L > ws[0] {
-		s.windows(data, c, st, e, layer)
+		if s.reference {
+			s.windows(data, c, st, e, layer)
+		} else {
+			// Screened with the class's other window runs (windowRuns).
+			s.wruns = append(s.wruns, uint64(st)|uint64(e)<<32)
+		}
 	}
 }
 
@@ -371,62 +378,88 @@ func (s *Scanner) narrowerOwns(data []byte, c, st, e, layer int) bool {
 }
 
 // windows slides every window length of class c over the run [st, e), so an
-// identifier glued to other characters of the same class is still found.
-// Bounded by the scanner's window budget.
+// identifier glued to other characters of the same class is still found:
+// the reference scanner's way, every offset tested. The fast paths queue
+// the run for windowRuns instead.
 func (s *Scanner) windows(data []byte, c, st, e, layer int) {
-	x := s.idx
 	run := data[st:e]
+	var fold uint64
+	if c == clsHexSep {
+		fold = fold8
+	}
+	ws := s.idx.refWins[c]
+	for off := 0; off <= len(run)-ws[0]; off++ {
+		if s.windowsAt(run, st, off, le64(run[off:])|fold, c, layer, ws) {
+			return
+		}
+	}
+}
+
+// windowRuns searches the runs of class c that run queued in s.wruns for
+// windows, then empties the queue. Bounded by the scanner's window budget.
+//
+// Sampled screening (Index.gram): with stride s, the window at off of a run
+// covers the sample q in [off, off+s), and q+8 <= off+ws[0] <= the run's
+// length. One call-free kernel (gramScreenRuns) screens the samples of all
+// the queued runs; only the samples it passes are looked at here, at the s
+// offsets up to each of them. Queueing the runs keeps the per-run cost of
+// a call and its setup out of the common case, where no sample hits.
+func (s *Scanner) windowRuns(data []byte, c, layer int) {
+	wr := s.wruns
+	s.wruns = s.wruns[:0]
+	if len(wr) == 0 {
+		return
+	}
+	x := s.idx
 	// For hex-class bytes OR 0x20 is exactly the case fold (digits and
 	// ':' '.' '-' already have that bit), so anchors are tested on the raw
 	// bytes and only surviving windows are copied and folded.
 	var fold uint64
 	if c == clsHexSep {
-		fold = 0x2020202020202020
+		fold = fold8
 	}
 	ws := x.wins[c]
-	if s.reference {
-		ws = x.refWins[c]
-	}
-	last := len(run) - ws[0]
-	if s.reference {
-		for off := 0; off <= last; off++ {
-			if s.windowsAt(run, st, off, le64(run[off:])|fold, c, layer, ws) {
-				return
-			}
-		}
-		return
-	}
-	// Sampled screening (Index.gram): the window at off covers the sample
-	// q in [off, off+stride), and q+8 <= off+ws[0] <= len(run).
-	// The samples are screened 64 at a time by a call-free kernel
-	// (gramScreen); the Go loop spilled its state around the windowsAt call.
 	stride := x.gramStride[c]
-	samples := (last+stride-1)/stride + 1 // q = 0, stride, ... <= last+stride-1
-	for base := 0; base < samples; base += 64 {
-		hits := gramScreen(x, run[base*stride:], samples-base, stride, fold)
-		for ; hits != 0; hits &= hits - 1 {
-			q := (base + bits.TrailingZeros64(hits)) * stride
-			for off := max(0, q-stride+1); off <= min(q, last); off++ {
-				p := le64(run[off:]) | fold
-				if x.inAnchor(p) && s.windowsAt(run, st, off, p, c, layer, ws) {
-					return // window budget spent
-				}
+	if need := gramHitsLen(len(data), len(wr), stride); cap(s.whits) < need {
+		s.whits = make([]uint64, need)
+	}
+	n := gramScreenRuns(x, data, wr, stride, ws[0], fold, s.whits[:cap(s.whits)])
+	for _, h := range s.whits[:n] {
+		r := wr[h>>32]
+		st, e := int(uint32(r)), int(r>>32)
+		run := data[st:e]
+		last := len(run) - ws[0]
+		q := int(uint32(h)) - st
+		for off := max(0, q-stride+1); off <= min(q, last); off++ {
+			p := le64(run[off:]) | fold
+			if x.inAnchor(p) && s.windowsAt(run, st, off, p, c, layer, ws) {
+				return // window budget spent
 			}
 		}
 	}
 }
 
-// gramScreenGo returns the samples of run, at offsets k*stride for
-// k < min(samples, 64), whose 8 bytes ORed with fold are in x's gram
-// bitmap, as bit k. The assembly version replaces it on amd64.
-func gramScreenGo(x *Index, run []byte, samples, stride int, fold uint64) uint64 {
-	var hits uint64
-	for k := 0; k < min(samples, 64); k++ {
-		if x.inGram(le64(run[k*stride:]) | fold) {
-			hits |= 1 << k
+// gramHitsLen bounds the samples gramScreenRuns takes from nruns disjoint
+// runs of one class in n bytes: a run of length L has at most L/stride + 1.
+func gramHitsLen(n, nruns, stride int) int { return n/stride + nruns + 1 }
+
+// gramScreenRunsGo writes to out, as i<<32 | (st+q), every sample of each
+// run i = [st, e) of runs (st | e<<32, inside data): offsets q = 0, stride,
+// ... below e-st-w0+stride, whose 8 bytes at data[st+q:] ORed with fold are
+// in x's gram bitmap. It returns how many it wrote. The assembly version
+// replaces it on amd64.
+func gramScreenRunsGo(x *Index, data []byte, runs []uint64, stride, w0 int, fold uint64, out []uint64) int {
+	n := 0
+	for i, r := range runs {
+		st, e := int(uint32(r)), int(r>>32)
+		for q := st; q < e-w0+stride; q += stride {
+			if x.inGram(le64(data[q:]) | fold) {
+				out[n] = uint64(i)<<32 | uint64(q)
+				n++
+			}
 		}
 	}
-	return hits
+	return n
 }
 
 // windowsAt tries every window length of class c at offset off of run
