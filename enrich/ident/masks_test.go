@@ -364,8 +364,13 @@ func b2u(b bool) byte {
 // with and without the per-block start bytes, across block boundaries.
 func TestWalkRuns(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
+	longSeen := 0
 	for k := 0; k < 3000; k++ {
 		nblk := 1 + rng.IntN(6)
+		long := k%8 == 0 // runs of 1024 bits and more, which vis does not filter
+		if long {
+			nblk = 17 + rng.IntN(6)
+		}
 		ms := make([]uint64, (nblk+1)*maskStride)
 		for i := range ms[:nblk*maskStride] {
 			switch rng.IntN(4) {
@@ -375,6 +380,14 @@ func TestWalkRuns(t *testing.T) {
 				ms[i] = rng.Uint64() & rng.Uint64()
 			default:
 				ms[i] = rng.Uint64() | rng.Uint64() | rng.Uint64()
+			}
+		}
+		if long {
+			for c := 0; c < numRunClasses; c++ {
+				from := rng.IntN(nblk - 15)
+				for blk := from; blk < from+15+rng.IntN(nblk-from-14); blk++ {
+					ms[blk*maskStride+c] = ^uint64(0)
+				}
 			}
 		}
 		var vis lenSet
@@ -413,6 +426,9 @@ func TestWalkRuns(t *testing.T) {
 				}
 				if n := j - i; n >= minRun[c] && (n >= 1024 || vis.has(n)) {
 					want = append(want, uint64(i)|uint64(j)<<32)
+					if n >= 1024 {
+						longSeen++
+					}
 				}
 				i = j
 			}
@@ -430,6 +446,9 @@ func TestWalkRuns(t *testing.T) {
 				}
 			}
 		}
+	}
+	if longSeen < 100 {
+		t.Fatalf("only %d runs of 1024 bits or more: the long-run path is not exercised", longSeen)
 	}
 }
 
