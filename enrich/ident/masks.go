@@ -313,9 +313,13 @@ func (s *Scanner) maskRuns(data []byte, layer int, mask uint8) {
 			runStarts(as)
 		}
 		n := walkRuns(ms, c, as, stride, nz, nblk, vis, runs)
-		for _, r := range runs[:n] {
-			s.run(data, c, int(uint32(r)), int(r>>32), layer)
+		if s.runHook != nil {
+			for _, r := range runs[:n] {
+				s.runHook(c, int(uint32(r)), int(r>>32))
+			}
+			continue
 		}
+		s.visitRuns(data, c, layer, runs[:n])
 		s.windowRuns(data, c, layer)
 	}
 }

@@ -133,11 +133,12 @@ type Scanner struct {
 	// masks holds the class bitmasks of each layer's data (maskRuns); a
 	// layer's stay valid while deeper layers are scanned.
 	masks  [maxLayers + 1][]uint64
-	starts []uint64 // run starts per block (maskRuns)
-	runs   []uint64 // one class's runs to visit, st | e<<32 (walkRuns)
-	wruns  []uint64 // one class's runs queued for windowRuns, st | e<<32
-	whits  []uint64 // samples gramScreenRuns passed
-	nz     []byte   // per block, the classes with a run start (maskRuns, kernel)
+	starts []uint64  // run starts per block (maskRuns)
+	runs   []uint64  // one class's runs to visit, st | e<<32 (walkRuns)
+	one    [1]uint64 // run's one run, for runs
+	wruns  []uint64  // one class's runs queued for windowRuns, st | e<<32
+	whits  []uint64  // samples gramScreenRuns passed
+	nz     []byte    // per block, the classes with a run start (maskRuns, kernel)
 	// special holds the special bytes (spPct...) each layer's data has,
 	// or spAll where that is not known (set by buildMasks).
 	special [maxLayers + 1]uint8
@@ -286,26 +287,61 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 		s.runHook(c, st, e)
 		return
 	}
+	s.one[0] = uint64(st) | uint64(e)<<32
+	s.visitRuns(data, c, layer, s.one[:])
+}
+
+// visitRuns handles the maximal runs of class c in rs (st | e<<32, in position
+// order): one loop per class, so that the common case, a run nothing is
+// indexed for, costs no call.
+func (s *Scanner) visitRuns(data []byte, c, layer int, rs []uint64) {
 	x := s.idx
 	switch c {
 	case clsText:
-		for st < e && data[st] == ' ' {
-			st++
-		}
-		for e > st && data[e-1] == ' ' {
-			e--
-		}
-		if x.lens[clsText].has(e - st) {
-			s.probe(data, st, e, layer, clsText, e > st)
+		lens := &x.lens[clsText]
+		for _, r := range rs {
+			st, e := int(uint32(r)), int(r>>32)
+			for st < e && data[st] == ' ' {
+				st++
+			}
+			for e > st && data[e-1] == ' ' {
+				e--
+			}
+			if lens.has(e - st) {
+				s.probe(data, st, e, layer, clsText, e > st)
+			}
 		}
 		return
 	case clsB64:
+		s.runsB64(data, layer, rs)
+		return
+	}
+	lens := &x.lens[c]
+	w0 := s.windowMin(c)
+	for _, r := range rs {
+		st, e := int(uint32(r)), int(r>>32)
+		if L := e - st; lens.has(L) {
+			s.probe(data, st, e, layer, c, true)
+		}
+		if e-st > w0 {
+			s.window(data, c, layer, r)
+		}
+	}
+}
+
+// runsB64 is visitRuns for the base64 class: '=' padding, decoding layers.
+func (s *Scanner) runsB64(data []byte, layer int, rs []uint64) {
+	x := s.idx
+	lens, pad := &x.lens[clsB64], &x.lens[clsB64Pad]
+	w0 := s.windowMin(clsB64)
+	for _, r := range rs {
+		st, e := int(uint32(r)), int(r>>32)
 		p := 0
 		for e+p < len(data) && p < 2 && data[e+p] == '=' {
 			p++
 		}
 		for k := 1; k <= p; k++ {
-			if x.lens[clsB64Pad].has(e - st + k) {
+			if pad.has(e - st + k) {
 				s.probe(data, st, e+k, layer, clsText, false) // '=' is not hex
 			}
 		}
@@ -316,23 +352,36 @@ func (s *Scanner) run(data []byte, c, st, e, layer int) {
 		if e-st >= minB64Decode && layer < maxLayers && (e-st > 13 || b64Val[data[st]] < 32 || s.reference) {
 			s.b64[layer] = append(s.b64[layer], span{int32(st), int32(e + p)})
 		}
-	}
-	L := e - st
-	if x.lens[c].has(L) {
-		s.probe(data, st, e, layer, c, true)
-	}
-	ws := x.wins[c]
-	if s.reference {
-		ws = x.refWins[c]
-	}
-	if len(ws) > 0 && L > ws[0] {
-		if s.reference {
-			s.windows(data, c, st, e, layer)
-		} else {
-			// Screened with the class's other window runs (windowRuns).
-			s.wruns = append(s.wruns, uint64(st)|uint64(e)<<32)
+		if L := e - st; lens.has(L) {
+			s.probe(data, st, e, layer, clsB64, true)
+		}
+		if e-st > w0 {
+			s.window(data, clsB64, layer, r)
 		}
 	}
+}
+
+// windowMin is the length a run of class c must exceed to be searched for
+// windows (no window length: never).
+func (s *Scanner) windowMin(c int) int {
+	ws := s.idx.wins[c]
+	if s.reference {
+		ws = s.idx.refWins[c]
+	}
+	if len(ws) == 0 {
+		return 1 << 30
+	}
+	return ws[0]
+}
+
+// window searches the run r (st | e<<32) of class c for windows: at once
+// for the reference scanner, else queued for windowRuns.
+func (s *Scanner) window(data []byte, c, layer int, r uint64) {
+	if s.reference {
+		s.windows(data, c, int(uint32(r)), int(r>>32), layer)
+		return
+	}
+	s.wruns = append(s.wruns, r)
 }
 
 // subClasses[c] are classes strictly inside class c that together hold
