@@ -69,7 +69,7 @@ type Index struct {
 	// (a number inside a longer number is another number, see windows).
 	refWins [numClasses][]int
 
-	// probeFilter (nil if Builder.probeFilter was cleared) has one bit per (seeded
+	// probeFilter (one all-ones word if Builder.probeFilter was cleared) has one bit per (seeded
 	// hash of the) first 8 bytes, last 8 bytes and length of every indexed
 	// form at least 8 long: a whole run is only hashed and looked up in the
 	// table if its bit is set.
@@ -335,6 +335,9 @@ func (b *Builder) Build() *Index {
 			i := k >> idx.pfshift
 			idx.probeFilter[i>>6] |= 1 << (i & 63)
 		}
+	} else {
+		// One all-ones word: every candidate passes, with no nil test.
+		idx.probeFilter, idx.pfshift = []uint64{^uint64(0)}, 58
 	}
 	b.probeKeys = nil
 	for c := 0; c < numRunClasses; c++ {
@@ -394,6 +397,17 @@ func (x *Index) probeKey(first, last uint64, n int) uint64 {
 func (x *Index) mayHold(first, last uint64, n int) bool {
 	i := x.probeKey(first, last, n) >> x.pfshift
 	return x.probeFilter[i>>6]&(1<<(i&63)) != 0
+}
+
+// mayMatch is the whole-run filter test of the candidate data[st:e]
+// (0 <= st <= e <= len(data)), false if it cannot be an indexed form. The
+// key folds every byte with OR 0x20 (probeKey): for hex-class bytes that
+// is exactly normalize's case fold, for others a fixed map the index
+// applied too, so no class test comes first. Small enough to be inlined
+// into the run loops, which call the scanner only for what it passes.
+func (x *Index) mayMatch(data []byte, st, e int) bool {
+	n := e - st
+	return n < 8 || x.mayHold(load64(data, st)|fold8, load64(data, e-8)|fold8, n)
 }
 
 func (x *Index) gramBit(g uint64) uint64 {

@@ -1,6 +1,10 @@
 package ident
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // hasMaskAsm: the AVX-512 kernels (VBMI byte permutes, GFNI transposes,
 // DQ mask moves) can run here.
@@ -109,4 +113,11 @@ func gramScreenRuns(x *Index, data []byte, runs []uint64, stride, w0 int, fold u
 	// Index.gramStride make sure), and that out has gramHitsLen entries.
 	_ = out[gramHitsLen(len(data), len(runs), stride)-1]
 	return gramScreenRunsAsm(&data[0], &runs[0], len(runs), stride, w0, fold, x.seed, x.gshift, &x.gram[0], &out[0])
+}
+
+// load64 is le64(b[i:]) for a caller that knows i+8 <= len(b): one
+// unaligned load (amd64 allows them), cheap enough for the inliner to put
+// the whole-run filter test (Index.mayMatch) inside the run loops.
+func load64(b []byte, i int) uint64 {
+	return *(*uint64)(unsafe.Pointer(&b[i]))
 }

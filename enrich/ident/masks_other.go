@@ -17,3 +17,6 @@ func walkRuns(ms []uint64, c int, as []uint64, stride int, nz []byte, nblk int, 
 func gramScreenRuns(x *Index, data []byte, runs []uint64, stride, w0 int, fold uint64, out []uint64) int {
 	return gramScreenRunsGo(x, data, runs, stride, w0, fold, out)
 }
+
+// load64 is le64(b[i:]) (on amd64 one unaligned load).
+func load64(b []byte, i int) uint64 { return le64(b[i:]) }

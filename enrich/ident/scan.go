@@ -320,8 +320,13 @@ func (s *Scanner) visitRuns(data []byte, c, layer int, rs []uint64) {
 	w0 := s.windowMin(c)
 	for _, r := range rs {
 		st, e := int(uint32(r)), int(r>>32)
-		if L := e - st; lens.has(L) {
+		// Index.mayMatch, written out so that it is inlined: most
+		// candidates stop there.
+		if L := e - st; !lens.has(L) {
+		} else if s.reference {
 			s.probe(data, st, e, layer, c, true)
+		} else if L < 8 || x.mayHold(load64(data, st)|fold8, load64(data, e-8)|fold8, L) {
+			s.probePassed(data, st, e, layer, c, true)
 		}
 		if e-st > w0 {
 			s.window(data, c, layer, r)
@@ -352,8 +357,11 @@ func (s *Scanner) runsB64(data []byte, layer int, rs []uint64) {
 		if e-st >= minB64Decode && layer < maxLayers && (e-st > 13 || b64Val[data[st]] < 32 || s.reference) {
 			s.b64[layer] = append(s.b64[layer], span{int32(st), int32(e + p)})
 		}
-		if L := e - st; lens.has(L) {
+		if L := e - st; !lens.has(L) {
+		} else if s.reference {
 			s.probe(data, st, e, layer, clsB64, true)
+		} else if L < 8 || x.mayHold(load64(data, st)|fold8, load64(data, e-8)|fold8, L) {
+			s.probePassed(data, st, e, layer, clsB64, true)
 		}
 		if e-st > w0 {
 			s.window(data, clsB64, layer, r)
@@ -625,14 +633,14 @@ func (s *Scanner) probe(data []byte, st, e, layer, c int, own bool) {
 		s.lookup(s.idx.hash(s.norm), st, e-st, layer, upper, nil)
 		return
 	}
-	// The filter key folds every byte with OR 0x20 (probeKey): for
-	// hex-class bytes that is exactly normalize's case fold, for others a
-	// fixed map the index applied too, so no class test comes first.
-	if n := len(cand); n >= 8 && s.idx.probeFilter != nil {
-		if !s.idx.mayHold(le64(cand)|fold8, le64(cand[n-8:])|fold8, n) {
-			return
-		}
+	if s.idx.mayMatch(data, st, e) {
+		s.probePassed(data, st, e, layer, c, own)
 	}
+}
+
+// probePassed is probe for a candidate Index.mayMatch passed.
+func (s *Scanner) probePassed(data []byte, st, e, layer, c int, own bool) {
+	cand := data[st:e]
 	if own && s.narrowerOwns(data, c, st, e, layer) {
 		return
 	}
