@@ -313,8 +313,7 @@ func (s *Scanner) visitRuns(data []byte, c, layer int, rs []uint64) {
 		}
 		return
 	case clsB64:
-		s.runsB64(data, layer, rs)
-		return
+		s.b64Runs(data, layer, rs) // then probes and windows as for any class
 	}
 	lens := &x.lens[c]
 	w0 := s.windowMin(c)
@@ -334,11 +333,11 @@ func (s *Scanner) visitRuns(data []byte, c, layer int, rs []uint64) {
 	}
 }
 
-// runsB64 is visitRuns for the base64 class: '=' padding, decoding layers.
-func (s *Scanner) runsB64(data []byte, layer int, rs []uint64) {
-	x := s.idx
-	lens, pad := &x.lens[clsB64], &x.lens[clsB64Pad]
-	w0 := s.windowMin(clsB64)
+// b64Runs does what base64 runs need beyond visitRuns's probes and windows:
+// probes with the '=' padding after the run, and the spans decodeLayers
+// tries as base64 layers.
+func (s *Scanner) b64Runs(data []byte, layer int, rs []uint64) {
+	pad := &s.idx.lens[clsB64Pad]
 	for _, r := range rs {
 		st, e := int(uint32(r)), int(r>>32)
 		p := 0
@@ -356,15 +355,6 @@ func (s *Scanner) runsB64(data []byte, layer int, rs []uint64) {
 		// it at the first quantum (numbers glued into base64-class runs).
 		if e-st >= minB64Decode && layer < maxLayers && (e-st > 13 || b64Val[data[st]] < 32 || s.reference) {
 			s.b64[layer] = append(s.b64[layer], span{int32(st), int32(e + p)})
-		}
-		if L := e - st; !lens.has(L) {
-		} else if s.reference {
-			s.probe(data, st, e, layer, clsB64, true)
-		} else if L < 8 || x.mayHold(load64(data, st)|fold8, load64(data, e-8)|fold8, L) {
-			s.probePassed(data, st, e, layer, clsB64, true)
-		}
-		if e-st > w0 {
-			s.window(data, clsB64, layer, r)
 		}
 	}
 }
